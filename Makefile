@@ -1,0 +1,55 @@
+# Set-up and jobs of earlyexit. `make figures` (main job) and `make test` create everything they need.
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?= cpu
+DATA_DIR ?= $(HOME)/.cache/earlyexit/data
+SHARED_DATA ?= ../shared/data
+export EARLYEXIT_DATA := $(DATA_DIR)
+# without the offline copy, let torchvision download the datasets
+export EARLYEXIT_DOWNLOAD ?= $(if $(wildcard $(SHARED_DATA)/unpack.py),0,1)
+
+BIN := $(VENV)/bin
+FIGURE_NOTEBOOKS := $(filter-out notebooks/0%,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: figures pipeline test smoke nbval unit data benchmark lab clean
+
+## main job: regenerate every figure and table from the committed artifacts (no training)
+figures: $(VENV)/.installed data
+	$(BIN)/python -m earlyexit.pipeline --profile cpu --figures-only
+
+## the whole pipeline of one profile (trains what is missing or stale): make pipeline PROFILE=paper
+pipeline: $(VENV)/.installed data
+	$(BIN)/python -m earlyexit.pipeline --profile $(PROFILE)
+
+## tests: unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks
+test: unit smoke nbval
+
+unit: $(VENV)/.installed data
+	$(BIN)/pytest -q tests
+
+smoke: $(VENV)/.installed data
+	$(BIN)/python -m earlyexit.pipeline --profile smoke --force
+
+nbval: $(VENV)/.installed data
+	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(FIGURE_NOTEBOOKS)
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_search.py
+
+lab: $(VENV)/.installed data
+	$(BIN)/jupyter lab notebooks/
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (earlyexit)"
+	touch $@
+
+## offline data from ../shared/data when it is there; otherwise torchvision downloads on first use
+data: $(VENV)/.installed
+	@if [ -f $(SHARED_DATA)/unpack.py ]; then $(BIN)/python $(SHARED_DATA)/unpack.py $(DATA_DIR); \
+	else echo "no $(SHARED_DATA): datasets will be downloaded into $(DATA_DIR) on first use"; fi
+
+clean:
+	rm -rf runs artifacts/smoke

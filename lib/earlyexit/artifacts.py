@@ -1,0 +1,175 @@
+"""Profile artifacts: per-sample per-exit confidences of a trained model, with provenance.
+
+An artifact is a folder ``<root>/<profile>/<model>-<dataset>/`` holding ``profile.npz`` and
+``manifest.json``.  The npz holds, for the test split and the training split, every sample's
+label and, per exit, the top-1 softmax confidence (Paper A Eq. (2); Paper B's CS-profile), the
+prediction and its correctness.  The manifest records the parameters, the data checksum, the code
+version and the wall time that made it, and the npz's own sha256.  Both files are written
+atomically (manifest last), and :func:`load_profile` refuses a missing, corrupt or stale artifact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PACKAGE = Path(__file__).resolve().parent
+#: Modules whose source decides an artifact's content; editing one makes artifacts stale.
+CODE_MODULES = ("data.py", "models.py", "training.py")
+NPZ, MANIFEST = "profile.npz", "manifest.json"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing or corrupt."""
+
+
+class StaleArtifactError(ArtifactError):
+    """An artifact was made by other parameters, data or code than the ones asked for."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A loaded profile artifact: arrays by name (``test_conf`` ...) and the manifest."""
+
+    arrays: dict[str, np.ndarray]
+    manifest: dict
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """Test accuracy of each exit."""
+        return self.arrays["test_correct"].mean(0)
+
+
+def run_dir(root: str | os.PathLike, profile: str, model: str, dataset: str) -> Path:
+    """The folder of one trained model's artifact."""
+    return Path(root) / profile / f"{model}-{dataset}"
+
+
+def code_sha256() -> str:
+    """sha256 over the source of :data:`CODE_MODULES`: the code version an artifact depends on."""
+    digest = hashlib.sha256()
+    for name in CODE_MODULES:
+        digest.update((PACKAGE / name).read_bytes())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The repository's commit (with ``-dirty`` if uncommitted changes exist), or ``unknown``."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=PACKAGE, capture_output=True, text=True, check=True).stdout
+        return run("rev-parse", "HEAD").strip() + ("-dirty" if run("status", "--porcelain").strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def exit_profile(probs: torch.Tensor, labels: torch.Tensor, split: str) -> dict[str, np.ndarray]:
+    """Confidence (max softmax), prediction and correctness of every exit for one split."""
+    conf, pred = probs.max(-1)
+    labels = labels.cpu()
+    return {
+        f"{split}_label": labels.numpy().astype(np.int16),
+        f"{split}_conf": conf.numpy().astype(np.float32),
+        f"{split}_pred": pred.numpy().astype(np.int16),
+        f"{split}_correct": (pred == labels[:, None]).numpy(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_profile(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *, params: dict,
+                  data_sha256: str, wall_time_s: float, **info) -> dict:
+    """Write ``arrays`` and their manifest atomically into ``directory``; returns the manifest.
+
+    ``params`` are what the artifact must match to be current (model, dataset, profile, training
+    hyper-parameters); ``info`` is recorded as is (e.g. epochs, per-epoch history).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(directory / NPZ, lambda f: np.savez_compressed(f, **arrays))
+    manifest = {
+        "params": params,
+        "data_sha256": data_sha256,
+        "code_sha256": code_sha256(),
+        "git_commit": git_commit(),
+        "npz_sha256": _sha256(directory / NPZ),
+        "wall_time_s": round(wall_time_s, 1),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        **info,
+    }
+    _atomic_write(directory / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    return manifest
+
+
+def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> list[str]:
+    """Reasons why an artifact with ``manifest`` does not match ``params``/code/data (empty: current)."""
+    reasons = [f"parameter {k!r} is {manifest['params'].get(k)!r}, wanted {v!r}"
+               for k, v in params.items() if manifest["params"].get(k) != v]
+    if manifest["code_sha256"] != code_sha256():
+        reasons.append(f"made by other code ({', '.join(CODE_MODULES)} changed since commit {manifest['git_commit']})")
+    if data_sha256 is not None and manifest["data_sha256"] != data_sha256:
+        reasons.append("made from other data (dataset checksum differs)")
+    return reasons
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of the artifact in ``directory``, after checking the npz against its checksum."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.exists():
+        raise ArtifactError(f"no artifact in {directory} (missing {MANIFEST}); create it with the training "
+                            f"stage: `python -m earlyexit.pipeline --profile {directory.parent.name} --stages train`")
+    try:
+        manifest = json.loads(path.read_text())
+        npz_ok = (directory / NPZ).exists() and _sha256(directory / NPZ) == manifest["npz_sha256"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise ArtifactError(f"{path} is unreadable ({err}); delete {directory} and re-run the training stage") from err
+    if not npz_ok:
+        raise ArtifactError(f"{directory / NPZ} is missing or does not match the checksum in its manifest "
+                            f"(corrupt or half-written); delete {directory} and re-run the training stage")
+    return manifest
+
+
+def load_profile(directory: str | os.PathLike, params: dict | None = None, data_sha256: str | None = None,
+                 allow_stale: bool = False) -> Profile:
+    """Load a profile artifact, refusing it if corrupt, or stale against ``params``/code/data.
+
+    With ``allow_stale=True`` a stale artifact is returned with a warning instead.
+    """
+    manifest = read_manifest(directory)
+    reasons = staleness(manifest, params or {}, data_sha256)
+    if reasons:
+        message = f"artifact {directory} is stale: " + "; ".join(reasons)
+        if not allow_stale:
+            raise StaleArtifactError(message + ". Rebuild it with the training stage (pipeline --force train), "
+                                     "or pass allow_stale=True to use it anyway.")
+        import warnings
+
+        warnings.warn(message, stacklevel=2)
+    with np.load(Path(directory) / NPZ) as f:
+        return Profile({k: f[k] for k in f.files}, manifest)

@@ -1,0 +1,241 @@
+"""Multi-exit networks: one abstraction for both papers, and Paper A's backbones.
+
+A :class:`MultiExitNet` is a backbone cut into ``N`` stages with one exit (classifier) after each
+stage.  Stage ``n`` holds the backbone layers between exits ``n-1`` and ``n`` (the part whose cost
+Paper A calls :math:`O_{l_n}`), exit ``n`` the intermediate classifier (cost :math:`O_{e_n}`); the
+last exit is the backbone's own classifier.  ``forward`` returns every exit's logits; ``stage`` and
+``exit`` run one part at a time, as Paper A's Algorithm 1 and Paper B's elastic inference need.
+
+Paper A's networks follow §V-A, footnote 4 and Tables III-VI: convolutions of VGG16-BN and ResNet44
+are bias-free (they are followed by BatchNorm), AlexNet keeps its biases (no BatchNorm).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+class MultiExitNet(nn.Module):
+    """A backbone split into stages, with exit ``n`` attached after stage ``n``."""
+
+    def __init__(self, stages: list[nn.Module], exits: list[nn.Module], loss_weights: tuple[float, ...]):
+        super().__init__()
+        if len(stages) != len(exits) or len(loss_weights) != len(exits):
+            raise ValueError(
+                f"need one exit and one loss weight per stage, got {len(stages)} stages, "
+                f"{len(exits)} exits and {len(loss_weights)} weights"
+            )
+        self.stages = nn.ModuleList(stages)
+        self.exits = nn.ModuleList(exits)
+        self.loss_weights = tuple(float(w) for w in loss_weights)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.exits)
+
+    def stage(self, n: int, h: Tensor) -> Tensor:
+        """Run backbone stage ``n`` (0-based) on the feature ``h`` of the previous stage."""
+        return self.stages[n](h)
+
+    def exit(self, n: int, h: Tensor) -> Tensor:
+        """Run exit ``n`` (0-based) on the output of stage ``n``; returns logits, Eq. (1) of Paper A."""
+        return self.exits[n](h)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        logits = []
+        for n in range(self.num_exits):
+            x = self.stage(n, x)
+            logits.append(self.exit(n, x))
+        return logits
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    """3x3 convolution (bias-free) + BatchNorm + ReLU, the VGG16-BN layer."""
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    """3x3 convolution with bias + ReLU, the AlexNet layer."""
+    return [nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True)]
+
+
+def classifier(in_features: int, num_classes: int, pool: nn.Module | None = None) -> list[nn.Module]:
+    """Optional pooling, flatten and the exit's fully-connected layer."""
+    return ([pool] if pool is not None else []) + [nn.Flatten(), nn.Linear(in_features, num_classes)]
+
+
+# --------------------------------------------------------------------------------------- AlexNet
+def alexnet(num_classes: int) -> MultiExitNet:
+    """CIFAR AlexNet of Paper A footnote 4 with exits of 2 and 1 conv layers (Table III, Table V).
+
+    Exits sit after the first and second conv layer (each with its ReLU and max-pooling).
+    """
+    stages = [
+        nn.Sequential(*conv_relu(3, 64, stride=2), nn.MaxPool2d(2)),
+        nn.Sequential(*conv_relu(64, 192), nn.MaxPool2d(2)),
+        nn.Sequential(*conv_relu(192, 384), *conv_relu(384, 256), *conv_relu(256, 256), nn.MaxPool2d(2)),
+    ]
+    exits = [
+        nn.Sequential(*conv_relu(64, 64), *conv_relu(64, 64), *classifier(64 * 4 * 4, num_classes, nn.MaxPool2d(2))),
+        nn.Sequential(*conv_relu(192, 64), *classifier(64 * 2 * 2, num_classes, nn.MaxPool2d(2))),
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(),
+            nn.Linear(256 * 2 * 2, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        ),
+    ]
+    return MultiExitNet(stages, exits, (0.2, 0.3, 0.5))
+
+
+# --------------------------------------------------------------------------------------- VGG16-BN
+def _vgg_tail() -> nn.Sequential:
+    """VGG16-BN after its third conv layer (conv 4-13 with their max-poolings): 128x16x16 -> 512x1x1."""
+    layers: list[nn.Module] = [*conv_bn_relu(128, 128), nn.MaxPool2d(2)]
+    for cin, cout in ((128, 256), (256, 512), (512, 512)):
+        layers += conv_bn_relu(cin, cout) + conv_bn_relu(cout, cout) + conv_bn_relu(cout, cout) + [nn.MaxPool2d(2)]
+    return nn.Sequential(*layers)
+
+
+def _vgg_classifier(num_classes: int) -> nn.Sequential:
+    """The VGG classifier 512 -> 4096 -> 4096 -> classes; gives Table I's 333.08/333.45 MFLOPs."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(512, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, num_classes),
+    )
+
+
+def _vgg_stages() -> list[nn.Module]:
+    """Exits after conv 1 and conv 3 (Paper A §V-A, Fig. 2)."""
+    return [
+        nn.Sequential(*conv_bn_relu(3, 64)),
+        nn.Sequential(*conv_bn_relu(64, 64), nn.MaxPool2d(2), *conv_bn_relu(64, 128)),
+        _vgg_tail(),
+    ]
+
+
+def vgg16bn(num_classes: int) -> MultiExitNet:
+    """VGG16-BN with the regular-size exits of Fig. 2: 3 conv + FC and 2 conv + FC (Table III)."""
+    exits = [
+        nn.Sequential(
+            *conv_bn_relu(64, 64, stride=2), *conv_bn_relu(64, 32), *conv_bn_relu(32, 32),
+            *classifier(32 * 16 * 16, num_classes),
+        ),
+        nn.Sequential(*conv_bn_relu(128, 128, stride=2), *conv_bn_relu(128, 64), *classifier(64 * 8 * 8, num_classes)),
+        _vgg_classifier(num_classes),
+    ]
+    return MultiExitNet(_vgg_stages(), exits, (0.2, 0.3, 0.5))
+
+
+def vgg16bn_light(num_classes: int) -> MultiExitNet:
+    """VGG16-BN with *light* exits (Fig. 3, after [13]): one FC layer after a 2x2 max-pooling."""
+    exits = [
+        nn.Sequential(*classifier(64 * 16 * 16, num_classes, nn.MaxPool2d(2))),
+        nn.Sequential(*classifier(128 * 8 * 8, num_classes, nn.MaxPool2d(2))),
+        _vgg_classifier(num_classes),
+    ]
+    return MultiExitNet(_vgg_stages(), exits, (0.2, 0.3, 0.5))
+
+
+# --------------------------------------------------------------------------------------- ResNet44
+class BasicBlock(nn.Module):
+    """Residual block (RB) of the CIFAR ResNet [37]; a 1x1 projection shortcut when the shape changes.
+
+    The ReLU after the residual addition is a functional call, so ptflops counts one ReLU per block;
+    with this convention Tables V and VI of Paper A come out to the printed digit.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            *conv_bn_relu(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def _resnet44_blocks() -> list[BasicBlock]:
+    """The 21 residual blocks of ResNet44 (3 stages of 7 blocks at 16, 32, 64 channels)."""
+    blocks, cin = [], 16
+    for cout in (16, 32, 64):
+        for i in range(7):
+            blocks.append(BasicBlock(cin, cout, stride=2 if i == 0 and cout != 16 else 1))
+            cin = cout
+    return blocks
+
+
+def _resnet_exit(channels: int, num_blocks: int, size: int, num_classes: int) -> nn.Sequential:
+    """Exit of ``num_blocks`` residual blocks, 2x2 max-pooling and an FC layer (Tables III/IV)."""
+    blocks = [BasicBlock(channels, channels) for _ in range(num_blocks)]
+    return nn.Sequential(*blocks, *classifier(channels * (size // 2) ** 2, num_classes, nn.MaxPool2d(2)))
+
+
+def _resnet44(cuts: tuple[int, ...], exit_specs: list[tuple[int, int, int]], num_classes: int,
+              loss_weights: tuple[float, ...]) -> MultiExitNet:
+    """ResNet44 cut after the residual blocks listed in ``cuts`` (1-based), exits from ``exit_specs``."""
+    blocks = _resnet44_blocks()
+    stem = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
+    bounds = (0, *cuts, len(blocks))
+    stages = [nn.Sequential(*blocks[a:b]) for a, b in zip(bounds, bounds[1:])]
+    stages[0] = nn.Sequential(*stem, *stages[0])
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+    exits = [_resnet_exit(c, k, s, num_classes) for c, k, s in exit_specs] + [head]
+    return MultiExitNet(stages, exits, loss_weights)
+
+
+def resnet44(num_classes: int) -> MultiExitNet:
+    """ResNet44 with 2 early exits: 2 RBs after RB 1, 1 RB after RB 8 (Paper A §V-A, Table III)."""
+    return _resnet44((1, 8), [(16, 2, 32), (32, 1, 16)], num_classes, (0.2, 0.3, 0.5))
+
+
+def resnet44_3exit(num_classes: int) -> MultiExitNet:
+    """ResNet44 with 3 early exits after RBs 1, 4 and 8 (ablation, Table IV, Table VI, Fig. 9).
+
+    Fig. 9 lists the loss weights as "0.2, 0.2, 0.4" for four exits; we read them as
+    (0.2, 0.2, 0.2, 0.4), which sums to one like the two-exit weights (0.2, 0.3, 0.5).
+    """
+    return _resnet44((1, 4, 8), [(16, 2, 32), (16, 1, 32), (32, 1, 16)], num_classes, (0.2, 0.2, 0.2, 0.4))
+
+
+BUILDERS: dict[str, Callable[[int], MultiExitNet]] = {
+    "alexnet": alexnet,
+    "vgg16bn": vgg16bn,
+    "vgg16bn_light": vgg16bn_light,
+    "resnet44": resnet44,
+    "resnet44_3exit": resnet44_3exit,
+}
+
+
+def build_model(name: str, dataset: str, seed: int | None = None) -> MultiExitNet:
+    """Build one of Paper A's multi-exit networks for ``dataset`` (``cifar10`` or ``cifar100``).
+
+    With ``seed``, torch's global generator is seeded first, so the initial weights are reproducible.
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
+    if dataset not in NUM_CLASSES:
+        raise ValueError(f"Paper A's networks are for CIFAR; dataset must be one of {', '.join(NUM_CLASSES)}, got {dataset!r}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    return BUILDERS[name](NUM_CLASSES[dataset])

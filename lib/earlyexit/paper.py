@@ -1,0 +1,38 @@
+"""Numbers printed in the two papers, transcribed once so every table can set ours beside them.
+
+Paper A: Dong, Mao, Zhang, *Resource-Constrained Edge AI with Early Exit Prediction*.
+Paper B: Huang, Gao, Dong, *Elastic DNN Inference with Unpredictable Exit*.
+FLOPs are in MFLOPs (ptflops multiply-accumulates), accuracies in %.
+"""
+
+#: Paper A Table I: backbone accuracy (%) and MFLOPs, by (dataset, backbone).
+A_TABLE1 = {
+    ("cifar10", "alexnet"): (85.95, 62.88),
+    ("cifar10", "vgg16bn"): (94.04, 333.08),
+    ("cifar10", "resnet44"): (93.91, 98.52),
+    ("cifar100", "alexnet"): (60.32, 63.25),
+    ("cifar100", "vgg16bn"): (72.70, 333.45),
+    ("cifar100", "resnet44"): (72.21, 98.52),
+}
+
+#: Paper A Table III (two early exits) and Table IV (three, ResNet44): output size of each
+#: layer / residual block of each early exit, (channels, height, width).
+A_TABLE3 = {
+    "alexnet": [[(64, 8, 8), (64, 8, 8)], [(64, 4, 4)]],
+    "vgg16bn": [[(64, 16, 16), (32, 16, 16), (32, 16, 16)], [(128, 8, 8), (64, 8, 8)]],
+    "resnet44": [[(16, 32, 32), (16, 32, 32)], [(32, 16, 16)]],
+}
+A_TABLE4 = {"resnet44_3exit": [[(16, 32, 32), (16, 32, 32)], [(16, 32, 32)], [(32, 16, 16)]]}
+
+#: Paper A Table V: (O_l1, O_e1, O_l2, O_e2) in MFLOPs, by (dataset, backbone).
+A_TABLE5 = {
+    ("cifar10", "alexnet"): (0.49, 4.75, 7.11, 1.78),
+    ("cifar10", "vgg16bn"): (1.97, 16.70, 56.98, 14.23),
+    ("cifar10", "resnet44"): (5.29, 9.66, 32.53, 4.79),
+    ("cifar100", "alexnet"): (0.49, 4.84, 7.11, 1.80),
+    ("cifar100", "vgg16bn"): (1.97, 17.43, 56.98, 14.60),
+    ("cifar100", "resnet44"): (5.29, 10.03, 32.53, 4.97),
+}
+
+#: Paper A Table VI: (O_l1, O_e1, O_l2, O_e2, O_l3, O_e3), ResNet44 with three early exits, CIFAR-100.
+A_TABLE6 = {("cifar100", "resnet44_3exit"): (5.29, 10.03, 14.4, 5.23, 18.13, 4.97)}

@@ -1,0 +1,159 @@
+"""Run the numbered notebooks in order with papermill: ``python -m earlyexit.pipeline --profile cpu``.
+
+Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dataset]`` of its
+profile's matrix and is skipped while that artifact is current (parameters, code, data); a *figure*
+stage is skipped while its notebook, parameters, library code and the profile's artifacts are
+unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; for the shipped
+``cpu`` profile the notebooks are also executed in place, so the repository shows their outputs.
+The run stops at the first failing notebook and names it and the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import artifacts
+from .training import PROFILES, stage_params
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PROFILE = "cpu"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook execution: a stage, its parameters and where the executed copy goes."""
+
+    stage: str
+    kind: str
+    notebook: Path
+    params: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind == "train" else ""
+        return f"{self.notebook.stem}{suffix}"
+
+
+def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
+    """The stages of ``pipeline.toml`` in order."""
+    return tomllib.loads(path.read_text())["stages"]
+
+
+def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
+    """The ``(model, dataset)`` pairs the train stage covers in ``profile``."""
+    stage = next(s for s in load_stages(path) if s["kind"] == "train")
+    return [tuple(pair) for pair in stage["matrix"].get(profile, [])]
+
+
+def figures_dir(profile: str) -> Path:
+    """Where a profile's figures go: ``figures/`` for the shipped ``cpu`` profile, else ``runs/<profile>``."""
+    return ROOT / "figures" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "figures"
+
+
+def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
+    """Every notebook execution of ``profile``, in pipeline order (optionally only some stages)."""
+    stages = load_stages()
+    unknown = set(only or []) - {s["id"] for s in stages}
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {sorted(unknown)}; stages are {[s['id'] for s in stages]}")
+    common = {} if profile == DEFAULT_PROFILE else {"profile": profile}
+    figure_params = {} if profile == DEFAULT_PROFILE else {"figures_dir": str(figures_dir(profile))}
+    out = []
+    for s in stages:
+        if only and s["id"] not in only:
+            continue
+        notebook = ROOT / s["notebook"]
+        if s["kind"] == "train":
+            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d}) for m, d in matrix(profile)]
+        else:
+            out.append(Job(s["id"], "figure", notebook, common | figure_params))
+    return out
+
+
+def _figure_stamp(job: Job, profile: str) -> str:
+    """Hash of everything a figure notebook's outputs depend on."""
+    digest = hashlib.sha256(job.notebook.read_bytes() + json.dumps(job.params, sort_keys=True).encode())
+    for path in sorted((ROOT / "lib").rglob("*.py")) + sorted((ROOT / "artifacts" / profile).glob("*/manifest.json")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def is_current(job: Job, profile: str) -> bool:
+    """Whether ``job``'s outputs are up to date (its artifact, or its figure stamp)."""
+    if job.kind == "train":
+        from . import data
+
+        p = job.params
+        params = stage_params(p["model"], p["dataset"], profile)
+        directory = artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"])
+        try:
+            manifest = artifacts.read_manifest(directory)
+        except artifacts.ArtifactError:
+            return False
+        return not artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
+    stamp = ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+    return stamp.exists() and stamp.read_text() == _figure_stamp(job, profile)
+
+
+def execute(job: Job, profile: str) -> None:
+    """Run one notebook with papermill, keeping the executed copy; exits naming the failing cell."""
+    import papermill as pm
+
+    copy = ROOT / "runs" / profile / f"{job.name}.ipynb"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(job.notebook, copy, parameters=job.params, cwd=job.notebook.parent, progress_bar=False)
+    except pm.PapermillExecutionError as err:
+        raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
+                         f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}")
+    if not job.params:
+        job.notebook.write_bytes(copy.read_bytes())
+    if job.kind == "figure":
+        stamp = ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(_figure_stamp(job, profile))
+
+
+def run(profile: str, only: list[str] | None = None, force: bool = False, kinds: tuple[str, ...] = ("train", "figure")) -> None:
+    """Run the pipeline of ``profile``: every job not current (all of them with ``force``)."""
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    for job in jobs(profile, only):
+        if job.kind not in kinds:
+            continue
+        label = f"[{profile}] {job.stage}: {job.name}"
+        if not force and is_current(job, profile):
+            print(f"{label} is up to date, skipped", flush=True)
+            continue
+        print(f"{label} running ...", flush=True)
+        execute(job, profile)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m earlyexit.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default cpu)")
+    parser.add_argument("--stages", help="comma-separated stage ids to run (default: all)")
+    parser.add_argument("--figures-only", action="store_true", help="run figure stages only, never train")
+    parser.add_argument("--force", action="store_true", help="rebuild even what is up to date")
+    parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
+    parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
+    args = parser.parse_args(argv)
+    if args.data_dir:
+        os.environ["EARLYEXIT_DATA"] = str(Path(args.data_dir).resolve())
+    only = args.stages.split(",") if args.stages else None
+    if args.list:
+        for job in jobs(args.profile, only):
+            print(f"{job.stage:24s} {job.name:48s} {'current' if is_current(job, args.profile) else 'to run'}")
+        return
+    run(args.profile, only, args.force, ("figure",) if args.figures_only else ("train", "figure"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,198 @@
+"""One training loop for multi-exit networks (Paper A Eq. (5), §V-A recipe), with profiles and resume.
+
+Profiles scale the recipe, never the architecture:
+
+* ``paper``: Paper A §V-A exactly: SGD (momentum 0.9), batch 128, weight decay 5e-4, learning rate
+  cosine-annealed from 0.1 to 1e-4 at epoch 200, 220 epochs, full datasets.
+* ``cpu``: the same recipe on the full datasets, epochs scaled to a 2-core CPU (annealing ends at the
+  last epoch's 90 %, the paper's 200/220).
+* ``smoke``: a class-balanced slice and one short epoch, for CI.
+
+Runs are seeded per epoch (shuffle, augmentation and dropout draw from ``seed`` and the epoch
+number), so a run resumed from its end-of-epoch checkpoint reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import artifacts, data
+from .models import MultiExitNet, build_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (the ``params`` recorded with every artifact)."""
+
+    epochs: int
+    anneal_epochs: int
+    batch_size: int = 128
+    lr: float = 0.1
+    lr_end: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    seed: int = 0
+    bf16: bool = True
+
+
+PROFILES: dict[str, TrainConfig] = {
+    "paper": TrainConfig(epochs=220, anneal_epochs=200),
+    "cpu": TrainConfig(epochs=25, anneal_epochs=23),
+    "smoke": TrainConfig(epochs=1, anneal_epochs=1, train_per_class=10, test_per_class=5, batch_size=64),
+}
+
+
+def profile_config(profile: str, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of ``profile`` with ``overrides`` (e.g. ``epochs=30``) applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    fields = set(asdict(PROFILES[profile]))
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid ones: {sorted(fields)}")
+    return replace(PROFILES[profile], **overrides)
+
+
+def device() -> torch.device:
+    """CUDA when available (the ``paper`` profile on a GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def learning_rate(cfg: TrainConfig, epoch: float) -> float:
+    """Cosine annealing from ``lr`` to ``lr_end`` at ``anneal_epochs``, then constant (§V-A)."""
+    progress = min(epoch / cfg.anneal_epochs, 1.0)
+    return cfg.lr_end + 0.5 * (cfg.lr - cfg.lr_end) * (1.0 + math.cos(math.pi * progress))
+
+
+def multi_exit_loss(logits: list[Tensor], target: Tensor, weights: tuple[float, ...]) -> Tensor:
+    """Weighted sum of the exits' cross-entropies, Paper A Eq. (5)."""
+    return sum(w * F.cross_entropy(z.float(), target) for w, z in zip(weights, logits))
+
+
+def _autocast(dev: torch.device, enabled: bool):
+    return torch.autocast(dev.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    return cfg.seed * 1_000_003 + epoch
+
+
+def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Dataset, idx: Tensor,
+                 cfg: TrainConfig, epoch: int, dev: torch.device, bar: tqdm) -> float:
+    """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
+    gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
+    torch.manual_seed(_epoch_seed(cfg, epoch))
+    order = idx[torch.randperm(len(idx), generator=gen)]
+    steps = math.ceil(len(order) / cfg.batch_size)
+    model.train()
+    total = 0.0
+    for step in range(steps):
+        batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        x = data.normalize(data.augment(ds.x_train[batch], gen), ds.name).to(dev, memory_format=torch.channels_last)
+        y = ds.y_train[batch].to(dev)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, epoch + step / steps)
+        with _autocast(dev, cfg.bf16):
+            loss = multi_exit_loss(model(x), y, model.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    return total / steps
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: Path,
+          progress: bool = True) -> list[dict]:
+    """Train ``model`` on ``ds`` with ``cfg``, resuming from ``checkpoint`` if it exists.
+
+    The checkpoint (model, optimizer, per-epoch history) is rewritten atomically after every epoch;
+    re-running after an interruption continues from the last finished epoch. Returns the history:
+    one ``{"epoch", "loss", "seconds"}`` per epoch.
+    """
+    dev = device()
+    model.to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    history: list[dict] = []
+    checkpoint = Path(checkpoint)
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=dev, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"checkpoint {checkpoint} was made with other parameters {state['config']}; "
+                             f"delete it to start afresh with {asdict(cfg)}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history = state["history"]
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    idx = data.stratified_indices(ds.y_train, cfg.train_per_class, cfg.seed)
+    steps = math.ceil(len(idx) / cfg.batch_size)
+    with tqdm(total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc="train") as bar:
+        for epoch in range(len(history), cfg.epochs):
+            start = time.perf_counter()
+            loss = _train_epoch(model, opt, ds, idx, cfg, epoch, dev, bar)
+            history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start})
+            _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "history": history, "config": asdict(cfg)})
+    return history
+
+
+@torch.no_grad()
+def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, progress: bool = True) -> Tensor:
+    """Softmax probabilities of every exit, shape (samples, exits, classes), computed in float32."""
+    dev = device()
+    model.to(dev, memory_format=torch.channels_last).eval()
+    out = []
+    for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="predict"):
+        batch = data.normalize(x[start:start + batch_size], name).to(dev, memory_format=torch.channels_last)
+        out.append(torch.stack([z.float().softmax(-1) for z in model(batch)], 1).cpu())
+    return torch.cat(out)
+
+
+def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> dict:
+    """The parameters a training stage's artifact records and must match to be current."""
+    return {"model": model_name, "dataset": dataset, "profile": profile, **asdict(profile_config(profile, **overrides))}
+
+
+def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
+                      data_dir: str | None = None, download: bool | None = None, progress: bool = True,
+                      **overrides) -> artifacts.Profile:
+    """The training stage: train (or resume) one model and write its profile artifact.
+
+    Skips the work when the artifact is already current for these parameters, code and data.
+    """
+    cfg = profile_config(profile, **overrides)
+    params = stage_params(model_name, dataset, profile, **overrides)
+    ds = data.load(dataset, None if data_dir is None else str(data_dir), download)
+    directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)
+    with contextlib.suppress(artifacts.ArtifactError):
+        return artifacts.load_profile(directory, params, ds.sha256)
+    model = build_model(model_name, dataset, seed=cfg.seed)
+    history = train(model, ds, cfg, directory / "checkpoint.pt", progress)
+    arrays = {}
+    for split, x, y, per_class in (("test", ds.x_test, ds.y_test, cfg.test_per_class),
+                                   ("train", ds.x_train, ds.y_train, cfg.train_per_class)):
+        idx = data.stratified_indices(y, per_class, cfg.seed)
+        arrays |= artifacts.exit_profile(predict(model, x[idx], ds.name, progress=progress), y[idx], split)
+    artifacts.write_profile(directory, arrays, params=params, data_sha256=ds.sha256,
+                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history),
+                            history=history, test_accuracy=arrays["test_correct"].mean(0).tolist())
+    return artifacts.load_profile(directory, params, ds.sha256)

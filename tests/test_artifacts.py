@@ -1,0 +1,93 @@
+"""Profile artifacts: content, provenance, atomicity, and refusal of corrupt or stale ones."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from earlyexit import artifacts
+
+PARAMS = {"model": "resnet44", "dataset": "cifar100", "profile": "smoke", "epochs": 1}
+
+
+def _write(directory):
+    probs = torch.tensor([[[0.7, 0.3], [0.2, 0.8]], [[0.4, 0.6], [0.9, 0.1]]])
+    arrays = artifacts.exit_profile(probs, torch.tensor([0, 1]), "test")
+    return artifacts.write_profile(directory, arrays, params=PARAMS, data_sha256="abc", wall_time_s=1.25, epochs=1)
+
+
+def test_exit_profile_holds_confidence_prediction_and_correctness():
+    probs = torch.tensor([[[0.7, 0.3], [0.2, 0.8]], [[0.4, 0.6], [0.9, 0.1]]])
+    arrays = artifacts.exit_profile(probs, torch.tensor([0, 1]), "test")
+    np.testing.assert_allclose(arrays["test_conf"], [[0.7, 0.8], [0.6, 0.9]])
+    assert arrays["test_pred"].tolist() == [[0, 1], [1, 0]]
+    assert arrays["test_correct"].tolist() == [[True, False], [True, False]]
+
+
+def test_round_trip_records_provenance(tmp_path):
+    manifest = _write(tmp_path)
+    loaded = artifacts.load_profile(tmp_path, PARAMS, "abc")
+    assert loaded.accuracy.tolist() == [1.0, 0.0]
+    assert manifest["code_sha256"] == artifacts.code_sha256()
+    assert {"params", "data_sha256", "git_commit", "wall_time_s", "created", "machine", "npz_sha256"} <= set(manifest)
+    assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_missing_artifact_names_the_command_to_make_it(tmp_path):
+    with pytest.raises(artifacts.ArtifactError, match="earlyexit.pipeline"):
+        artifacts.load_profile(tmp_path / "nothing")
+
+
+def test_corrupt_npz_is_refused(tmp_path):
+    _write(tmp_path)
+    (tmp_path / artifacts.NPZ).write_bytes(b"half-written")
+    with pytest.raises(artifacts.ArtifactError, match="does not match the checksum"):
+        artifacts.load_profile(tmp_path, PARAMS)
+
+
+def test_unreadable_manifest_is_refused(tmp_path):
+    _write(tmp_path)
+    (tmp_path / artifacts.MANIFEST).write_text("{not json")
+    with pytest.raises(artifacts.ArtifactError, match="unreadable"):
+        artifacts.load_profile(tmp_path, PARAMS)
+
+
+@pytest.mark.parametrize("change", ["params", "data", "code"])
+def test_stale_artifact_is_refused_and_says_why(tmp_path, monkeypatch, change):
+    _write(tmp_path)
+    params, data_sha = dict(PARAMS), "abc"
+    if change == "params":
+        params["epochs"] = 2
+        why = "parameter 'epochs' is 1, wanted 2"
+    elif change == "data":
+        data_sha = "def"
+        why = "other data"
+    else:
+        monkeypatch.setattr(artifacts, "code_sha256", lambda: "0" * 64)
+        why = "other code"
+    with pytest.raises(artifacts.StaleArtifactError, match=why):
+        artifacts.load_profile(tmp_path, params, data_sha)
+    with pytest.warns(UserWarning, match=why):
+        artifacts.load_profile(tmp_path, params, data_sha, allow_stale=True)
+
+
+def test_manifest_is_written_last(tmp_path, monkeypatch):
+    def fail(*_args, **_kw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", fail)
+    with pytest.raises(OSError):
+        _write(tmp_path)
+    assert not (tmp_path / artifacts.MANIFEST).exists()
+    assert not (tmp_path / artifacts.NPZ).exists()
+
+
+def test_shipped_artifacts_are_intact():
+    """Every committed artifact verifies against its own checksum and is current for this code."""
+    root = artifacts.PACKAGE.parents[1] / "artifacts"
+    manifests = sorted(p.parent for p in root.glob("cpu/*/manifest.json"))
+    for directory in manifests:
+        manifest = artifacts.read_manifest(directory)
+        assert artifacts.staleness(manifest, {}) == [], directory
+        assert json.loads((directory / artifacts.MANIFEST).read_text())["params"]["profile"] == "cpu"

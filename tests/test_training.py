@@ -1,0 +1,76 @@
+"""The training loop: Eq. (5), the learning-rate schedule, determinism and resume after interruption."""
+
+import pytest
+import torch
+
+from earlyexit import training
+from earlyexit.models import build_model
+
+TINY = dict(epochs=2, anneal_epochs=2, train_per_class=2, test_per_class=1, batch_size=8, bf16=False)
+
+
+def test_loss_is_the_weighted_sum_of_exit_cross_entropies():
+    logits = [torch.randn(4, 10) for _ in range(3)]
+    y = torch.tensor([1, 2, 3, 4])
+    expected = sum(w * torch.nn.functional.cross_entropy(z, y) for w, z in zip((0.2, 0.3, 0.5), logits))
+    torch.testing.assert_close(training.multi_exit_loss(logits, y, (0.2, 0.3, 0.5)), expected)
+
+
+def test_cosine_schedule_of_the_paper_profile():
+    cfg = training.profile_config("paper")
+    assert training.learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert training.learning_rate(cfg, 100) == pytest.approx((0.1 + 1e-4) / 2)
+    assert training.learning_rate(cfg, 200) == pytest.approx(1e-4)
+    assert training.learning_rate(cfg, 219.5) == pytest.approx(1e-4)
+    assert (cfg.epochs, cfg.batch_size, cfg.weight_decay, cfg.train_per_class) == (220, 128, 5e-4, None)
+
+
+def test_profile_errors_name_the_bad_input():
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        training.profile_config("gpu")
+    with pytest.raises(ValueError, match=r"unknown training parameter\(s\) \['epoch'\]"):
+        training.profile_config("cpu", epoch=3)
+
+
+def _run(ds, checkpoint, **overrides):
+    cfg = training.profile_config("smoke", **(TINY | overrides))
+    model = build_model("alexnet", "cifar10", seed=cfg.seed)
+    history = training.train(model, ds, cfg, checkpoint, progress=False)
+    return model, history
+
+
+def test_resume_after_interruption_reproduces_an_uninterrupted_run(load_dataset, tmp_path, monkeypatch):
+    ds = load_dataset("cifar10")
+    reference, _ = _run(ds, tmp_path / "a.pt")
+
+    real_epoch, calls = training._train_epoch, []
+
+    def crash_in_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_epoch(*args)
+
+    monkeypatch.setattr(training, "_train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(ds, tmp_path / "b.pt")
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    assert len(torch.load(tmp_path / "b.pt", weights_only=False)["history"]) == 1
+    resumed, history = _run(ds, tmp_path / "b.pt")
+    assert [h["epoch"] for h in history] == [1, 2]
+    ref, res = reference.state_dict(), resumed.state_dict()
+    assert all(torch.equal(ref[k], res[k]) for k in ref)
+
+
+def test_checkpoint_of_other_parameters_is_refused(load_dataset, tmp_path):
+    ds = load_dataset("cifar10")
+    _run(ds, tmp_path / "c.pt", epochs=1, anneal_epochs=1)
+    with pytest.raises(ValueError, match="made with other parameters"):
+        _run(ds, tmp_path / "c.pt", epochs=1, anneal_epochs=1, lr=0.05)
+
+
+def test_predict_returns_probabilities_of_every_exit(load_dataset):
+    ds = load_dataset("cifar10")
+    probs = training.predict(build_model("resnet44", "cifar10", seed=0), ds.x_test[:6], "cifar10", progress=False)
+    assert probs.shape == (6, 3, 10)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6, 3))
