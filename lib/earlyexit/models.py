@@ -218,12 +218,25 @@ def resnet44_3exit(num_classes: int) -> MultiExitNet:
     return _resnet44((1, 4, 8), [(16, 2, 32), (16, 1, 32), (32, 1, 16)], num_classes, (0.2, 0.2, 0.2, 0.4))
 
 
+def _msdnet(variant: str) -> Callable[[int], MultiExitNet]:
+    """Builder of Paper B's MSDNet ``variant``; imports :mod:`.msdnet` (which imports this module) when called."""
+
+    def build(num_classes: int) -> MultiExitNet:
+        from . import msdnet
+
+        return getattr(msdnet, variant)(num_classes)
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[int], MultiExitNet]] = {
     "alexnet": alexnet,
     "vgg16bn": vgg16bn,
     "vgg16bn_light": vgg16bn_light,
     "resnet44": resnet44,
     "resnet44_3exit": resnet44_3exit,
+    "msdnet21": _msdnet("msdnet21"),
+    "msdnet40": _msdnet("msdnet40"),
 }
 
 

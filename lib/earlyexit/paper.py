@@ -36,3 +36,12 @@ A_TABLE5 = {
 
 #: Paper A Table VI: (O_l1, O_e1, O_l2, O_e2, O_l3, O_e3), ResNet44 with three early exits, CIFAR-100.
 A_TABLE6 = {("cifar100", "resnet44_3exit"): (5.29, 10.03, 14.4, 5.23, 18.13, 4.97)}
+
+#: Paper B Table I: execution time (ms) of the search engine, (max, avg, min), Python vs C, for
+#: MSDNet with 40 blocks (§VI-A; the paper does not state m, Fig. 12 suggests 4 or 5).
+B_TABLE1 = {
+    ("expectation", "Python"): (0.0610, 0.0594, 0.0584),
+    ("expectation", "C"): (0.0003, 0.0003, 0.0003),
+    ("hybrid", "Python"): (4.9145, 4.6599, 4.3861),
+    ("hybrid", "C"): (0.1292, 0.1277, 0.1267),
+}

@@ -145,7 +145,7 @@ def run_benchmark(
 
     Columns: ``task``, ``implementation`` ("Python" = pure-Python reference, "Numba" = compiled
     kernel on pre-validated arrays, "Numba+validation" = public wrapper, "C (ctypes)" = the C
-    reference on pre-validated arrays), ``median_ms``, ``min_ms``, ``max_ms``, ``calls_per_sample``
+    reference on pre-validated arrays), ``median_ms``, ``mean_ms``, ``min_ms``, ``max_ms``, ``calls_per_sample``
     and ``value`` (the expectation returned). ``df.attrs`` holds the median ratios ``numba_over_c``
     and ``python_over_numba`` per task, the hybrid and exact expectations, and the machine.
     """
@@ -175,7 +175,8 @@ def run_benchmark(
     rows = []
     for task, impl, fn, args in cases:
         samples, batch = _time_ms(fn, args, repeats)
-        row = {"task": task, "implementation": impl, "median_ms": np.median(samples), "min_ms": samples.min()}
+        row = {"task": task, "implementation": impl, "median_ms": np.median(samples), "mean_ms": samples.mean(),
+               "min_ms": samples.min()}
         rows.append(row | {"max_ms": samples.max(), "calls_per_sample": batch, "value": _value(fn(*args))})
     df = pd.DataFrame(rows)
     median = df.set_index(["task", "implementation"])["median_ms"]
