@@ -24,33 +24,53 @@ from .models import MultiExitNet, build_model
 
 @dataclass(frozen=True)
 class PartFlops:
-    """FLOPs (MACs) of one stage (:math:`O_{l_n}`) and of its exit (:math:`O_{e_n}`), with feature shapes."""
+    """FLOPs (MACs) of one stage (:math:`O_{l_n}`) and of its exit (:math:`O_{e_n}`), with feature shapes.
+
+    ``stage_output_shape`` is one shape, or one per scale for multi-scale features (MSDNet).
+    """
 
     stage: int
     exit: int
-    stage_output_shape: tuple[int, ...]
+    stage_output_shape: tuple
 
 
-def module_flops(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """ptflops count of ``module`` for one input of shape ``input_shape`` (no batch dimension)."""
+class _Call(nn.Module):
+    """Wraps a part so ptflops receives its real input (a tensor or a list of them) as batch 1."""
+
+    def __init__(self, part: nn.Module):
+        super().__init__()
+        self.part = part
+
+    def forward(self, x):
+        return self.part(x)
+
+
+def module_flops(module: nn.Module, example: torch.Tensor | list[torch.Tensor]) -> int:
+    """ptflops count of ``module`` on ``example`` (batch 1; a tensor or a list of per-scale tensors)."""
     was_training = module.training
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        macs, _ = get_model_complexity_info(module, tuple(input_shape), as_strings=False, print_per_layer_stat=False)
+        macs, _ = get_model_complexity_info(_Call(module), (1,), as_strings=False, print_per_layer_stat=False,
+                                            input_constructor=lambda _: {"x": example})
     module.train(was_training)
     return int(macs)
+
+
+def _shape(h: torch.Tensor | list[torch.Tensor]) -> tuple:
+    return tuple(h.shape[1:]) if isinstance(h, torch.Tensor) else tuple(tuple(t.shape[1:]) for t in h)
 
 
 def part_flops(model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 32)) -> list[PartFlops]:
     """FLOPs of each stage and exit: the :math:`O_{l_n}, O_{e_n}` of Paper A Eq. (3) and Tables V/VI."""
     parts = []
-    shape = tuple(input_shape)
+    was_training = model.training
+    model.eval()
     with torch.no_grad():
-        h = torch.zeros(1, *shape)
+        h = torch.zeros(1, *input_shape)
         for n in range(model.num_exits):
-            stage_flops = module_flops(model.stages[n], shape)
-            h = model.stages[n].eval()(h)
-            shape = tuple(h.shape[1:])
-            parts.append(PartFlops(stage_flops, module_flops(model.exits[n], shape), shape))
+            stage_flops = module_flops(model.stages[n], h)
+            h = model.stages[n](h)
+            parts.append(PartFlops(stage_flops, module_flops(model.exits[n], h), _shape(h)))
+    model.train(was_training)
     return parts
 
 

@@ -241,14 +241,14 @@ BUILDERS: dict[str, Callable[[int], MultiExitNet]] = {
 
 
 def build_model(name: str, dataset: str, seed: int | None = None) -> MultiExitNet:
-    """Build one of Paper A's multi-exit networks for ``dataset`` (``cifar10`` or ``cifar100``).
+    """Build a multi-exit network (Paper A's five, Paper B's MSDNets) for ``cifar10`` or ``cifar100``.
 
     With ``seed``, torch's global generator is seeded first, so the initial weights are reproducible.
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
     if dataset not in NUM_CLASSES:
-        raise ValueError(f"Paper A's networks are for CIFAR; dataset must be one of {', '.join(NUM_CLASSES)}, got {dataset!r}")
+        raise ValueError(f"these networks take 32x32 CIFAR images; dataset must be one of {', '.join(NUM_CLASSES)}, got {dataset!r}")
     if seed is not None:
         torch.manual_seed(seed)
     return BUILDERS[name](NUM_CLASSES[dataset])

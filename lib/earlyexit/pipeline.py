@@ -3,8 +3,9 @@
 Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dataset]`` of its
 profile's matrix and is skipped while that artifact is current (parameters, code, data); a *figure*
 stage is skipped while its notebook, parameters, library code and the profile's artifacts are
-unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; for the shipped
-``cpu`` profile the notebooks are also executed in place, so the repository shows their outputs.
+unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; a notebook run with
+its own default parameters (the shipped ``cpu`` profile) is also written back in place, so the
+repository shows the outputs that made its figures and artifacts.
 The run stops at the first failing notebook and names it and the cell.
 """
 
@@ -77,6 +78,19 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
     return out
 
 
+def injected(notebook: Path, params: dict) -> dict:
+    """The ``params`` that differ from the notebook's own defaults; an undeclared name is an error."""
+    import ast
+
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    unknown = set(params) - set(declared)
+    if unknown:
+        raise SystemExit(f"{notebook.name} has no parameter(s) {sorted(unknown)}; its parameters are {sorted(declared)}")
+    return {k: v for k, v in params.items() if ast.literal_eval(declared[k]["default"]) != v}
+
+
 def _figure_stamp(job: Job, profile: str) -> str:
     """Hash of everything a figure notebook's outputs depend on."""
     digest = hashlib.sha256(job.notebook.read_bytes() + json.dumps(job.params, sort_keys=True).encode())
@@ -108,13 +122,16 @@ def execute(job: Job, profile: str) -> None:
 
     copy = ROOT / "runs" / profile / f"{job.name}.ipynb"
     copy.parent.mkdir(parents=True, exist_ok=True)
+    params = injected(job.notebook, job.params)
     try:
-        pm.execute_notebook(job.notebook, copy, parameters=job.params, cwd=job.notebook.parent, progress_bar=False)
+        pm.execute_notebook(job.notebook, copy, parameters=params, cwd=job.notebook.parent, progress_bar=False)
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
-                         f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}")
-    if not job.params:
-        job.notebook.write_bytes(copy.read_bytes())
+                         f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}") from None
+    if not params:
+        tmp = job.notebook.with_name(f".{job.notebook.name}")
+        tmp.write_bytes(copy.read_bytes())
+        tmp.replace(job.notebook)
     if job.kind == "figure":
         stamp = ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
         stamp.parent.mkdir(parents=True, exist_ok=True)
