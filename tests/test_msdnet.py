@@ -23,17 +23,7 @@ def test_one_logit_tensor_per_block(name, dataset, classes):
     assert net.loss_weights == pytest.approx((1 / blocks,) * blocks)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_staged_api_equals_forward(name):
-    net = build_model(name, "cifar100", seed=1).eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        full = net(x)
-        h, staged = x, []
-        for n in range(net.num_exits):
-            h = net.stage(n, h)
-            staged.append(net.exit(n, h))
-    assert all(torch.equal(a, b) for a, b in zip(full, staged, strict=True))
+# The staged API (stage/exit == forward) is tested for every registered model in test_models.py.
 
 
 def test_scales_are_reduced_evenly_over_the_layers():

@@ -16,7 +16,7 @@ def test_cpu_jobs_run_notebooks_with_their_defaults():
 def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     jobs = pipeline.jobs("smoke")
     trained = {j.params["model"] for j in jobs if j.kind == "train"}
-    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit"}
+    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40"}
     figures = [j for j in jobs if j.kind == "figure"]
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
 

@@ -17,7 +17,7 @@ def test_loss_is_the_weighted_sum_of_exit_cross_entropies():
 
 
 def test_cosine_schedule_of_the_paper_profile():
-    cfg = training.profile_config("paper")
+    cfg = training.profile_config("paper", "vgg16bn")
     assert training.learning_rate(cfg, 0) == pytest.approx(0.1)
     assert training.learning_rate(cfg, 100) == pytest.approx((0.1 + 1e-4) / 2)
     assert training.learning_rate(cfg, 200) == pytest.approx(1e-4)
@@ -25,15 +25,23 @@ def test_cosine_schedule_of_the_paper_profile():
     assert (cfg.epochs, cfg.batch_size, cfg.weight_decay, cfg.train_per_class) == (220, 128, 5e-4, None)
 
 
+def test_msdnet_follows_paper_b_recipe_with_a_constant_learning_rate():
+    cfg = training.profile_config("paper", "msdnet40")
+    assert (cfg.epochs, cfg.momentum, cfg.lr) == (300, 0.9, 1e-3)
+    assert training.learning_rate(cfg, 0) == training.learning_rate(cfg, 299) == pytest.approx(1e-3)
+    cpu = training.profile_config("cpu", "msdnet40")
+    assert (cpu.lr, cpu.batch_size, cpu.train_per_class) == (cfg.lr, cfg.batch_size, None) and cpu.epochs < 300
+
+
 def test_profile_errors_name_the_bad_input():
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        training.profile_config("gpu")
+        training.profile_config("gpu", "resnet44")
     with pytest.raises(ValueError, match=r"unknown training parameter\(s\) \['epoch'\]"):
-        training.profile_config("cpu", epoch=3)
+        training.profile_config("cpu", "resnet44", epoch=3)
 
 
 def _run(ds, checkpoint, **overrides):
-    cfg = training.profile_config("smoke", **(TINY | overrides))
+    cfg = training.profile_config("smoke", "alexnet", **(TINY | overrides))
     model = build_model("alexnet", "cifar10", seed=cfg.seed)
     history = training.train(model, ds, cfg, checkpoint, progress=False)
     return model, history

@@ -1,12 +1,18 @@
-"""One training loop for multi-exit networks (Paper A Eq. (5), §V-A recipe), with profiles and resume.
+"""One training loop for multi-exit networks (Paper A Eq. (5)), with the papers' recipes, profiles and resume.
 
-Profiles scale the recipe, never the architecture:
+Each paper has its recipe (:data:`RECIPES`), chosen by the model (:func:`recipe`):
 
-* ``paper``: Paper A §V-A exactly: SGD (momentum 0.9), batch 128, weight decay 5e-4, learning rate
-  cosine-annealed from 0.1 to 1e-4 at epoch 200, 220 epochs, full datasets.
-* ``cpu``: the same recipe on the full datasets, epochs scaled to a 2-core CPU (annealing ends at the
-  last epoch's 90 %, the paper's 200/220).
-* ``smoke``: a class-balanced slice and one short epoch, for CI.
+* Paper A §V-A (AlexNet, VGG16-BN, ResNet44): SGD (momentum 0.9), batch 128, weight decay 5e-4,
+  learning rate cosine-annealed from 0.1 to 1e-4 at epoch 200, 220 epochs.
+* Paper B §VI-A (MSDNet): SGD with momentum 0.9 and a constant learning rate of 0.001, 300 epochs.
+  Batch size and weight decay are not given; we take MSDNet's own (64 and 1e-4).
+
+Profiles scale a recipe's epochs, never the architecture:
+
+* ``paper``: the recipe exactly, full datasets.
+* ``cpu``: the same recipe on the full datasets, epochs scaled to a 2-core CPU (Paper A's annealing
+  ends at 90 % of the epochs, as 200/220 does).
+* ``smoke``: a class-balanced slice (10 training / 5 test images per class) and one epoch, for CI.
 
 Runs are seeded per epoch (shuffle, augmentation and dropout draw from ``seed`` and the epoch
 number), so a run resumed from its end-of-epoch checkpoint reproduces an uninterrupted run.
@@ -47,22 +53,40 @@ class TrainConfig:
     bf16: bool = True
 
 
-PROFILES: dict[str, TrainConfig] = {
-    "paper": TrainConfig(epochs=220, anneal_epochs=200),
-    "cpu": TrainConfig(epochs=25, anneal_epochs=23),
-    "smoke": TrainConfig(epochs=1, anneal_epochs=1, train_per_class=10, test_per_class=5, batch_size=64),
+_SMOKE = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 10, "test_per_class": 5, "batch_size": 64}
+_PAPER_B = TrainConfig(epochs=300, anneal_epochs=300, batch_size=64, lr=1e-3, lr_end=1e-3, weight_decay=1e-4)
+
+#: Hyper-parameters by recipe (the paper whose models are trained) and profile.
+RECIPES: dict[str, dict[str, TrainConfig]] = {
+    "A": {
+        "paper": TrainConfig(epochs=220, anneal_epochs=200),
+        "cpu": TrainConfig(epochs=25, anneal_epochs=23),
+        "smoke": TrainConfig(**_SMOKE),
+    },
+    "B": {
+        "paper": _PAPER_B,
+        "cpu": replace(_PAPER_B, epochs=6, anneal_epochs=6),
+        "smoke": replace(_PAPER_B, **_SMOKE),
+    },
 }
+PROFILES = tuple(RECIPES["A"])
 
 
-def profile_config(profile: str, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of ``profile`` with ``overrides`` (e.g. ``epochs=30``) applied."""
+def recipe(model_name: str) -> str:
+    """Which paper's recipe trains ``model_name``: "B" for the MSDNets of Paper B, else "A"."""
+    return "B" if model_name.startswith("msdnet") else "A"
+
+
+def profile_config(profile: str, model_name: str, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of ``profile`` for ``model_name``, with ``overrides`` (e.g. ``epochs=30``)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    fields = set(asdict(PROFILES[profile]))
+    base = RECIPES[recipe(model_name)][profile]
+    fields = set(asdict(base))
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid ones: {sorted(fields)}")
-    return replace(PROFILES[profile], **overrides)
+    return replace(base, **overrides)
 
 
 def device() -> torch.device:
@@ -169,7 +193,8 @@ def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, pr
 
 def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> dict:
     """The parameters a training stage's artifact records and must match to be current."""
-    return {"model": model_name, "dataset": dataset, "profile": profile, **asdict(profile_config(profile, **overrides))}
+    return {"model": model_name, "dataset": dataset, "profile": profile,
+            **asdict(profile_config(profile, model_name, **overrides))}
 
 
 def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
@@ -179,7 +204,7 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
 
     Skips the work when the artifact is already current for these parameters, code and data.
     """
-    cfg = profile_config(profile, **overrides)
+    cfg = profile_config(profile, model_name, **overrides)
     params = stage_params(model_name, dataset, profile, **overrides)
     ds = data.load(dataset, None if data_dir is None else str(data_dir), download)
     directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)

@@ -1,0 +1,453 @@
+"""EINet profiles and elastic inference (Paper B §IV-B, §V, §VI-C): ET-profiles, simulation, a real mode.
+
+Time model (Algorithm 1). Block ``k`` costs ``tc[k]`` (conv part) plus ``tb[k]`` when its branch runs;
+``T = sum(tc) + sum(tb)``; a preemption time ``tau`` on ``[0, T]`` stops the inference and the result
+is the latest exit produced by ``tau`` (an exit finishing exactly at ``tau`` counts; none: wrong).
+
+Conventions (the paper leaves them open):
+
+* Preemption (§VI-A, Fig. 13): uniform on ``[0, T]``; Gaussian with ``mu = T / 2`` and
+  ``sigma * unit``, ``unit = T`` by default (Fig. 13's "sigma 0.5 and 1" read as fractions of ``T``),
+  truncated to ``[0, T]``; or a fixed time (tests, deadlines). One draw per sample and run.
+* Fig. 11's "skipping k exits uniformly" (:func:`skip_plan`): execute every ``(k+1)``-th branch
+  counted back from the last one, which always runs; ``k = 0`` is the baseline (every branch).
+* EINet's dynamic planning (:class:`Dynamic`): the first plan is searched on the predictor's
+  ``prior`` (the mean training CS-profile; Fig. 5 has no row without scores). After every produced
+  exit the known scores (skipped exits filled, §IV-C2) go to the CS-Predictor and the remaining
+  exits are re-planned on ``O'`` (clipped to [0, 1]) under the preemption law conditioned on
+  ``tau > t_now`` (:func:`suffix_problem`), with the latest produced score as ``c0``. A skipped
+  branch brings no new score, so no re-plan.
+* The simulation charges neither search nor prediction to the time budget (they are timed and
+  reported per decision); :func:`run_real` runs on the wall clock, so there they count.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import data, search
+from .models import MultiExitNet
+from .predictor import CachedPredictor, CSPredictor
+
+__all__ = [
+    "measure_et_profile",
+    "Preemption",
+    "Dynamic",
+    "SimResult",
+    "skip_plan",
+    "plan_expectation",
+    "conditional_grid",
+    "suffix_problem",
+    "simulate",
+    "run_real",
+]
+
+CHUNK = 1024
+"""Samples per batched CS-Predictor call in :func:`simulate` (bounds its memory)."""
+
+
+# ---------------------------------------------------------------------------------- ET-profiles
+
+
+@torch.no_grad()
+def measure_et_profile(
+    model: MultiExitNet,
+    x_uint8: torch.Tensor,
+    dataset_name: str,
+    samples: int = 1000,
+    warmup: int = 10,
+    percentiles: tuple[float, ...] = (5, 50, 90, 95),
+) -> dict:
+    """ET-profile of §IV-B: wall time of every conv part (stage) and branch (exit), per sample (Fig. 4).
+
+    Runs the first ``samples`` images one at a time (batch 1, eval, no_grad, fp32, torch's current
+    thread count) through the staged API, after ``warmup`` untimed samples; input normalisation is
+    not timed. Times are in seconds, from ``time.perf_counter_ns``. Returns ``tc``/``tb`` of shape
+    (samples, exits), their means (the ET-profile: ``tc_mean``, ``tb_mean``), medians, the
+    ``percentiles`` per exit (``tc_percentiles``, shape (len(percentiles), exits)) and the machine.
+    """
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        raise ValueError("measure_et_profile times the fp32 model; convert it with model.float()")
+    model.eval()
+    x = data.normalize(x_uint8[:samples], dataset_name)
+    n = model.num_exits
+    for i in range(warmup):
+        h = x[i % len(x) : i % len(x) + 1]
+        for k in range(n):
+            h = model.stage(k, h)
+            model.exit(k, h)
+    tc = np.empty((len(x), n), dtype=np.int64)
+    tb = np.empty((len(x), n), dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(len(x)):
+        h = x[i : i + 1]
+        for k in range(n):
+            t0 = clock()
+            h = model.stage(k, h)
+            t1 = clock()
+            model.exit(k, h)
+            t2 = clock()
+            tc[i, k], tb[i, k] = t1 - t0, t2 - t1
+    out: dict = {"samples": len(x), "percentiles": list(percentiles)}
+    for name, ns in (("tc", tc), ("tb", tb)):
+        s = ns / 1e9
+        out |= {name: s, f"{name}_mean": s.mean(0), f"{name}_median": np.median(s, 0),
+                f"{name}_percentiles": np.percentile(s, percentiles, axis=0)}
+    out["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return out
+
+
+# ---------------------------------------------------------------------------------- preemption
+
+
+@dataclass(frozen=True)
+class Preemption:
+    """Law of the preemption time on ``[0, T]``.
+
+    ``kind``: ``"uniform"``; ``"gaussian"``, N(``mu * T``, (``sigma * unit``)^2) truncated to
+    ``[0, T]`` (``unit=None``: ``T``, so ``sigma`` is a fraction of ``T``); ``"fixed"``, always at
+    ``mu * T``.
+    """
+
+    kind: str = "uniform"
+    sigma: float = 1.0
+    mu: float = 0.5
+    unit: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("uniform", "gaussian", "fixed"):
+            raise ValueError(f"kind must be 'uniform', 'gaussian' or 'fixed', got {self.kind!r}")
+        if not 0.0 <= self.mu <= 1.0:
+            raise ValueError(f"mu is a fraction of T in [0, 1], got {self.mu}")
+        if self.kind == "gaussian" and not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+
+    @classmethod
+    def gaussian(cls, sigma: float, mu: float = 0.5, unit: float | None = None) -> Preemption:
+        return cls("gaussian", sigma, mu, unit)
+
+    @classmethod
+    def fixed(cls, at: float) -> Preemption:
+        """Preemption always at ``at * T``."""
+        return cls("fixed", mu=at)
+
+    def std(self, total: float) -> float:
+        """The Gaussian's sigma in time units."""
+        return self.sigma * (total if self.unit is None else self.unit)
+
+    def sample(self, rng: np.random.Generator, total: float, shape) -> np.ndarray:
+        """Preemption times of the given shape, all in ``[0, total]`` (Gaussian: exact rejection)."""
+        if self.kind == "uniform":
+            return rng.uniform(0.0, total, shape)
+        if self.kind == "fixed":
+            return np.full(shape, self.mu * total)
+        out = np.empty(shape).ravel()
+        todo = np.arange(out.size)
+        while todo.size:
+            draw = rng.normal(self.mu * total, self.std(total), todo.size)
+            ok = (draw >= 0.0) & (draw <= total)
+            out[todo[ok]] = draw[ok]
+            todo = todo[~ok]
+        return out.reshape(shape)
+
+    def cdf_grid(self, total: float, points: int = 1025) -> np.ndarray | None:
+        """The search engine's CDF grid over ``[0, total]`` (None for uniform: Algorithm 1 as is)."""
+        if self.kind == "uniform":
+            return None
+        if self.kind == "gaussian":
+            return search.cdf_grid_gaussian(total, self.std(total), self.mu * total, points)
+        grid = (np.linspace(0.0, total, points) >= self.mu * total).astype(np.float64)
+        grid[0] = 0.0
+        return grid
+
+
+# ---------------------------------------------------------------------------------- static plans
+
+
+def skip_plan(n: int, k: int) -> np.ndarray:
+    """Fig. 11's plan skipping ``k`` exits uniformly: branches ``n-1, n-2-k, n-3-2k, ...`` run."""
+    return (np.arange(n)[::-1] % (k + 1)) == 0
+
+
+def plan_expectation(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, plan,
+                     preemption: Preemption = Preemption()) -> dict[str, float]:
+    """Fig. 11's "expectation" of a static plan, Algorithm 1 averaged over the samples.
+
+    ``accuracy``: each sample's correctness as its scores (the exact expected accuracy of the plan
+    under ``preemption``, what :func:`simulate` estimates); ``confidence``: each sample's confidence.
+    Algorithm 1 is linear in the scores (``c0 = 0``), so the mean over samples is Algorithm 1 on the
+    per-exit mean.
+    """
+    grid = preemption.cdf_grid(search.total_time(tc, tb))
+    out = {}
+    for name, scores in (("accuracy", test_correct), ("confidence", test_conf)):
+        mean = np.asarray(scores, dtype=np.float64).mean(0)
+        out[name] = (search.expectation(tc, tb, mean, plan) if grid is None
+                     else search.expectation_cdf(tc, tb, mean, plan, grid))
+    return out
+
+
+# ---------------------------------------------------------------------------------- re-planning
+
+
+def conditional_grid(grid: np.ndarray | None, total: float, t_now: float) -> np.ndarray | None:
+    """CDF grid of ``tau - t_now`` given ``tau > t_now`` on ``[0, total - t_now]``, same point count.
+
+    Uniform stays uniform (None). With no probability left after ``t_now`` any plan scores the same;
+    None is returned then too.
+    """
+    if grid is None:
+        return None
+    points = grid.size
+    f = np.interp(np.linspace(t_now, total, points), np.linspace(0.0, total, points), grid)
+    left = 1.0 - f[0]
+    if left <= 1e-12:
+        return None
+    out = (f - f[0]) / left
+    out[0], out[-1] = 0.0, 1.0
+    return out
+
+
+def suffix_problem(tc, tb, conf, k: int, t_now: float, grid: np.ndarray | None = None):
+    """The re-planning problem after exit ``k`` produced its score at elapsed time ``t_now``.
+
+    Blocks ``k+1 .. n-1`` start at time 0, plus one final block of ``tc = T - t_now - (their time)``
+    (the branch time of the exits skipped so far), ``tb = 0``, ``conf = 0``, so that the suffix's
+    horizon is ``T - t_now``. With that final branch off, a suffix plan's expectation equals the full
+    plan's expectation conditioned on ``tau > t_now`` (prefix fixed). The final branch is dropped
+    from a searched plan: it outputs before the horizon whenever a suffix branch is skipped, and its
+    score 0 can then only lower the value, so it never improves a plan. Returns
+    ``(tc', tb', conf', grid')``; pass the latest produced score as ``c0``.
+    """
+    tc, tb = np.asarray(tc, dtype=np.float64), np.asarray(tb, dtype=np.float64)
+    total = tc.sum() + tb.sum()
+    rest_c, rest_b = tc[k + 1 :], tb[k + 1 :]
+    leftover = max(total - t_now - rest_c.sum() - rest_b.sum(), 0.0)
+    return (np.append(rest_c, leftover), np.append(rest_b, 0.0),
+            np.append(np.asarray(conf, dtype=np.float64)[k + 1 :], 0.0), conditional_grid(grid, total, t_now))
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """EINet's policy: CS-Predictor + search engine, re-planning after every produced exit (§V).
+
+    ``search``: ``"hybrid"`` (Algorithm 2 with ``m``), ``"greedy"``, ``"random"`` (best of ``k``
+    random plans, §VI-C3) or ``"exact"``.
+    """
+
+    predictor: CSPredictor
+    search: str = "hybrid"
+    m: int = 5
+    k: int = 10_000
+
+    def __post_init__(self):
+        if self.search not in ("hybrid", "greedy", "random", "exact"):
+            raise ValueError(f"search must be hybrid, greedy, random or exact, got {self.search!r}")
+
+
+class _Planner:
+    """The search engine of one policy under one preemption law, with its decision timer."""
+
+    def __init__(self, tc: np.ndarray, tb: np.ndarray, policy: Dynamic, preemption: Preemption, seed: int):
+        if policy.predictor.n != tc.size:
+            raise ValueError(f"the CS-Predictor is for {policy.predictor.n} exits, the profiles have {tc.size}")
+        self.tc, self.tb, self.policy = tc, tb, policy
+        self.total = search.total_time(tc, tb)
+        self.grid = preemption.cdf_grid(self.total)
+        self.rng = np.random.default_rng([seed, 1])
+        self.decisions = 0
+        self.seconds = 0.0
+
+    def _search(self, tc, tb, conf, c0: float, grid) -> np.ndarray:
+        p = self.policy
+        if p.search == "hybrid":
+            return search.hybrid_search(tc, tb, conf, min(p.m, tc.size, search.ENUM_MAX_EXITS), c0=c0, cdf_grid=grid)[0]
+        if p.search == "greedy":
+            return search.greedy_search(tc, tb, conf, c0=c0, cdf_grid=grid)[0]
+        if p.search == "random":
+            seed = int(self.rng.integers(2**63))
+            return search.random_search(tc, tb, conf, p.k, seed, c0=c0, cdf_grid=grid)[0]
+        return search.exact_search(tc, tb, conf, c0=c0, cdf_grid=grid)[0]
+
+    def initial(self) -> np.ndarray:
+        """First plan, on the predictor's prior (mean training CS-profile), nothing produced yet."""
+        prior = np.clip(self.policy.predictor.prior.numpy().astype(np.float64), 0.0, 1.0)
+        return self._search(self.tc, self.tb, prior, 0.0, self.grid)
+
+    def replan(self, k: int, t_now: float, c_now: float, pred: np.ndarray) -> np.ndarray:
+        """Plan of exits ``k+1 ..`` after exit ``k`` produced ``c_now`` at ``t_now``; ``pred`` = O'."""
+        start = time.perf_counter()
+        tc, tb, conf, grid = suffix_problem(self.tc, self.tb, np.clip(pred, 0.0, 1.0), k, t_now, self.grid)
+        if tc.sum() + tb.sum() > 0:
+            plan = self._search(tc, tb, conf, float(c_now), grid)[:-1]
+        else:  # only zero-time blocks left: nothing to gain
+            plan = np.zeros(tc.size - 1, dtype=bool)
+        self.seconds += time.perf_counter() - start
+        self.decisions += 1
+        return plan
+
+
+# ---------------------------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of :func:`simulate`: accuracy per run and overall, executed branches (exits produced
+    by the preemption time, mean per sample), the re-planning decisions of the runs to ``T`` and the
+    mean seconds per decision of the search and of the (batched) CS-Predictor."""
+
+    run_accuracy: np.ndarray
+    accuracy: float
+    branches: float
+    decisions: int
+    search_s: float
+    predict_s: float
+
+
+def _check_profiles(tc, tb, test_conf, test_correct) -> tuple[np.ndarray, ...]:
+    tc, tb = np.asarray(tc, dtype=np.float64), np.asarray(tb, dtype=np.float64)
+    conf, correct = np.asarray(test_conf), np.asarray(test_correct, dtype=bool)
+    if conf.ndim != 2 or conf.shape != correct.shape or conf.shape[1] != tc.size or tb.size != tc.size:
+        raise ValueError(f"need test_conf and test_correct of shape (samples, n) and tc, tb of length n; got "
+                         f"{conf.shape}, {correct.shape}, {tc.shape}, {tb.shape}")
+    return tc, tb, conf, correct
+
+
+def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed: int,
+                     progress: bool) -> tuple[np.ndarray, _Planner, float]:
+    """Output time of every exit of every sample under EINet, run to ``T`` (inf where skipped).
+
+    Block by block across all samples: the Activation Cache (Eq. (4)) holds every sample's known
+    scores, the CS-Predictor runs batched over the samples that just produced an exit, and the
+    search runs per such sample. Returns the output times, the planner and the predictor seconds.
+    """
+    samples, n = conf.shape
+    planner = _Planner(tc, tb, policy, preemption, seed)
+    plans = np.tile(planner.initial(), (samples, 1))
+    cache = CachedPredictor(policy.predictor, batch=samples)
+    t = np.zeros(samples)
+    last = np.zeros(samples, dtype=np.float32)
+    out_t = np.full((samples, n), np.inf)
+    predict_s = 0.0
+    with tqdm(desc=f"EINet {policy.search}", unit="decision", disable=not progress) as bar:
+        for k in range(n):
+            t += tc[k]
+            ex = plans[:, k]
+            t[ex] += tb[k]
+            out_t[ex, k] = t[ex]
+            last[ex] = conf[ex, k]
+            cache.set(k, last)  # executed: its score; skipped: the nearest previous one (§IV-C2)
+            rows = np.flatnonzero(ex)
+            if k == n - 1 or rows.size == 0:
+                continue
+            for lo in range(0, rows.size, CHUNK):
+                chunk = rows[lo : lo + CHUNK]
+                start = time.perf_counter()
+                pred = cache.predict(k + 1, chunk)
+                predict_s += time.perf_counter() - start
+                for r, o in zip(chunk, pred):
+                    plans[r, k + 1 :] = planner.replan(k, t[r], last[r], o)
+                bar.update(chunk.size)
+    return out_t, planner, predict_s
+
+
+def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
+             preemption: Preemption = Preemption(), runs: int = 5, seed: int = 0,
+             progress: bool = True) -> SimResult:
+    """Elastic inference on profiles (§V, §VI-C): ET-profile means ``tc``, ``tb``, CS-profile (samples, n).
+
+    ``policy`` is a static plan (bool vector; all True = the baseline) or :class:`Dynamic`. Every
+    sample's output times are computed once, to ``T``: they do not depend on when the preemption
+    comes (the planner knows only its law), so stopping at ``tau`` equals cutting the run there.
+    ``runs`` rounds then draw one preemption time per sample from ``preemption`` (seeded by ``seed``)
+    and score the latest exit produced by then (none: wrong).
+    """
+    tc, tb, conf, correct = _check_profiles(tc, tb, test_conf, test_correct)
+    samples, n = conf.shape
+    total = search.total_time(tc, tb)
+    if isinstance(policy, Dynamic):
+        out_t, planner, predict_s = _dynamic_outputs(tc, tb, conf, policy, preemption, seed, progress)
+        decisions, search_s = planner.decisions, planner.seconds
+    else:
+        plan = np.asarray(policy, dtype=bool)
+        if plan.shape != (n,):
+            raise ValueError(f"a static plan has one bit per exit ({n}), got shape {plan.shape}")
+        steps = np.column_stack([tc, np.where(plan, tb, 0.0)]).ravel()
+        out_t = np.where(plan, np.cumsum(steps)[1::2], np.inf)[None, :]
+        decisions, search_s, predict_s = 0, 0.0, 0.0
+    out_t = np.minimum(out_t, total)  # the last output is at T up to rounding of the cumulative sum
+    rng = np.random.default_rng(seed)
+    accuracy, branches = np.empty(runs), np.empty(runs)
+    for r in tqdm(range(runs), desc="runs", disable=not progress):
+        tau = preemption.sample(rng, total, samples)
+        produced = out_t <= tau[:, None]
+        latest = n - 1 - np.argmax(produced[:, ::-1], axis=1)
+        hit = produced.any(1) & correct[np.arange(samples), latest]
+        accuracy[r], branches[r] = hit.mean(), produced.sum(1).mean()
+    per = max(decisions, 1)
+    return SimResult(accuracy, float(accuracy.mean()), float(branches.mean()), decisions,
+                     search_s / per, predict_s / per)
+
+
+# ---------------------------------------------------------------------------------- real mode
+
+
+@torch.no_grad()
+def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, tb, policy,
+             deadline_s, preemption: Preemption = Preemption()) -> dict[str, np.ndarray]:
+    """Elastic inference on this CPU, one sample at a time, against a wall-clock deadline.
+
+    ``tc``, ``tb``: the ET-profile (seconds) the planner uses; ``policy``: a static plan or
+    :class:`Dynamic` (planning under ``preemption``, elapsed time taken from the profile);
+    ``deadline_s``: seconds after each sample's start (scalar or one per sample; draw them with
+    ``preemption.sample(rng, T, samples)``). The clock is checked between parts: a conv part or
+    branch starts only before the deadline, and a branch's result counts only if it finished by then
+    (a part is never interrupted). Search and prediction run on the same clock; the first plan, the
+    same for every sample (the prior), is searched once beforehand. Returns per sample
+    the prediction of the latest exit (-1: none), that exit (-1: none), the branches run, the seconds.
+    """
+    tc, tb = np.asarray(tc, dtype=np.float64), np.asarray(tb, dtype=np.float64)
+    model.eval()
+    x = data.normalize(x_uint8, dataset_name)
+    samples, n = len(x), model.num_exits
+    deadline = np.broadcast_to(np.asarray(deadline_s, dtype=np.float64), (samples,))
+    dynamic = isinstance(policy, Dynamic)
+    planner = _Planner(tc, tb, policy, preemption, 0) if dynamic else None
+    first = planner.initial() if dynamic else np.asarray(policy, dtype=bool)
+    cache = CachedPredictor(policy.predictor) if dynamic else None
+    out = {k: np.full(samples, -1, dtype=np.int64) for k in ("pred", "exit")}
+    out |= {"branches": np.zeros(samples, dtype=np.int64), "elapsed_s": np.zeros(samples)}
+    clock = time.perf_counter
+    for i in range(samples):
+        plan, h, last, t_prof = first.copy(), x[i : i + 1], 0.0, 0.0
+        if dynamic:
+            cache.reset()
+        start = clock()
+        end = start + deadline[i]
+        for k in range(n):
+            if clock() >= end:
+                break
+            h = model.stage(k, h)
+            t_prof += tc[k]
+            if plan[k]:
+                if clock() >= end:
+                    break
+                conf, cls = model.exit(k, h).softmax(-1).max(-1)
+                if clock() > end:
+                    break
+                last, t_prof = float(conf), t_prof + tb[k]
+                out["pred"][i], out["exit"][i] = int(cls), k
+                out["branches"][i] += 1
+            if dynamic:
+                cache.set(k, [last])
+                if plan[k] and k < n - 1:
+                    plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
+        out["elapsed_s"][i] = clock() - start
+    return out
