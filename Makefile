@@ -9,7 +9,7 @@ export EARLYEXIT_DATA := $(DATA_DIR)
 export EARLYEXIT_DOWNLOAD ?= $(if $(wildcard $(SHARED_DATA)/unpack.py),0,1)
 
 BIN := $(VENV)/bin
-FIGURE_NOTEBOOKS := $(filter-out notebooks/0%,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
 
 .PHONY: figures pipeline test smoke nbval unit data benchmark lab clean
 
@@ -31,7 +31,8 @@ smoke: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile smoke --force
 
 nbval: $(VENV)/.installed data
-	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(FIGURE_NOTEBOOKS)
+	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks)
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_search.py

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data, search
+from .artifacts import Profile
 from .models import MultiExitNet
 from .predictor import CachedPredictor, CSPredictor
 
@@ -451,3 +452,11 @@ def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, 
                     plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
         out["elapsed_s"][i] = clock() - start
     return out
+
+
+def et_means(profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """The ET-profile EINet plans with (§IV-B1): mean time of every conv part and branch (seconds)."""
+    if "et_tc" not in profile.arrays:
+        raise ValueError("this artifact has no ET-profile: the training stage times Paper B's models only "
+                         f"(model {profile.manifest['params']['model']!r})")
+    return profile["et_tc"].mean(0), profile["et_tb"].mean(0)

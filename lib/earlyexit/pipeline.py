@@ -59,11 +59,15 @@ def figures_dir(profile: str) -> Path:
 
 
 def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
-    """Every notebook execution of ``profile``, in pipeline order (optionally only some stages)."""
+    """Every notebook execution of ``profile``, in pipeline order (optionally only some stages).
+
+    A figure stage that ``needs`` models the profile does not train is left out.
+    """
     stages = load_stages()
     unknown = set(only or []) - {s["id"] for s in stages}
     if unknown:
         raise SystemExit(f"unknown stage(s) {sorted(unknown)}; stages are {[s['id'] for s in stages]}")
+    trained = set(matrix(profile))
     common = {} if profile == DEFAULT_PROFILE else {"profile": profile}
     figure_params = {} if profile == DEFAULT_PROFILE else {"figures_dir": str(figures_dir(profile))}
     out = []
@@ -73,7 +77,7 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         notebook = ROOT / s["notebook"]
         if s["kind"] == "train":
             out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d}) for m, d in matrix(profile)]
-        else:
+        elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
 
@@ -161,10 +165,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
+    parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
     args = parser.parse_args(argv)
     if args.data_dir:
         os.environ["EARLYEXIT_DATA"] = str(Path(args.data_dir).resolve())
     only = args.stages.split(",") if args.stages else None
+    if args.notebooks:
+        print(" ".join(str(j.notebook.relative_to(ROOT)) for j in jobs(args.profile, only) if j.kind == "figure"))
+        return
     if args.list:
         for job in jobs(args.profile, only):
             print(f"{job.stage:24s} {job.name:48s} {'current' if is_current(job, args.profile) else 'to run'}")

@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import artifacts, data
+from .elastic import measure_et_profile
 from .models import MultiExitNet, build_model
 
 
@@ -65,7 +66,7 @@ RECIPES: dict[str, dict[str, TrainConfig]] = {
     },
     "B": {
         "paper": _PAPER_B,
-        "cpu": replace(_PAPER_B, epochs=6, anneal_epochs=6),
+        "cpu": replace(_PAPER_B, epochs=4, anneal_epochs=4),
         "smoke": replace(_PAPER_B, **_SMOKE),
     },
 }
@@ -191,10 +192,23 @@ def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, pr
     return torch.cat(out)
 
 
+#: Test samples timed one at a time for the ET-profile of Paper B's models (§IV-B1; Fig. 4 uses 10,000).
+ET_SAMPLES = {"paper": 10_000, "cpu": 1_000, "smoke": 20}
+
+
 def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> dict:
     """The parameters a training stage's artifact records and must match to be current."""
-    return {"model": model_name, "dataset": dataset, "profile": profile,
-            **asdict(profile_config(profile, model_name, **overrides))}
+    params = {"model": model_name, "dataset": dataset, "profile": profile,
+              **asdict(profile_config(profile, model_name, **overrides))}
+    if recipe(model_name) == "B":
+        params["et_samples"] = ET_SAMPLES[profile]
+    return params
+
+
+def load_artifact(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> artifacts.Profile:
+    """The artifact of one training-stage job, refused if missing, corrupt or stale."""
+    return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model_name, dataset),
+                                  stage_params(model_name, dataset, profile))
 
 
 def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
@@ -202,6 +216,9 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
                       **overrides) -> artifacts.Profile:
     """The training stage: train (or resume) one model and write its profile artifact.
 
+    The artifact holds the CS-profile (every exit's confidence, prediction and correctness) of the
+    test and training splits; for Paper B's models also the ET-profile (``et_tc``, ``et_tb``: time of
+    every conv part and branch, per test sample, batch 1 on this machine's CPU, §IV-B1).
     Skips the work when the artifact is already current for these parameters, code and data.
     """
     cfg = profile_config(profile, model_name, **overrides)
@@ -217,6 +234,9 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
                                    ("train", ds.x_train, ds.y_train, cfg.train_per_class)):
         idx = data.stratified_indices(y, per_class, cfg.seed)
         arrays |= artifacts.exit_profile(predict(model, x[idx], ds.name, progress=progress), y[idx], split)
+        if split == "test" and "et_samples" in params:
+            et = measure_et_profile(model.cpu(), x[idx], ds.name, samples=params["et_samples"])
+            arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
     artifacts.write_profile(directory, arrays, params=params, data_sha256=ds.sha256,
                             wall_time_s=sum(h["seconds"] for h in history), epochs=len(history),
                             history=history, test_accuracy=arrays["test_correct"].mean(0).tolist())
