@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts
+from . import artifacts, data
 from .training import PROFILES, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +95,10 @@ def injected(notebook: Path, params: dict) -> dict:
     return {k: v for k, v in params.items() if ast.literal_eval(declared[k]["default"]) != v}
 
 
+def _stamp_path(job: Job, profile: str) -> Path:
+    return ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+
+
 def _figure_stamp(job: Job, profile: str) -> str:
     """Hash of everything a figure notebook's outputs depend on."""
     digest = hashlib.sha256(job.notebook.read_bytes() + json.dumps(job.params, sort_keys=True).encode())
@@ -106,8 +110,6 @@ def _figure_stamp(job: Job, profile: str) -> str:
 def is_current(job: Job, profile: str) -> bool:
     """Whether ``job``'s outputs are up to date (its artifact, or its figure stamp)."""
     if job.kind == "train":
-        from . import data
-
         p = job.params
         params = stage_params(p["model"], p["dataset"], profile)
         directory = artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"])
@@ -116,7 +118,7 @@ def is_current(job: Job, profile: str) -> bool:
         except artifacts.ArtifactError:
             return False
         return not artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
-    stamp = ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+    stamp = _stamp_path(job, profile)
     return stamp.exists() and stamp.read_text() == _figure_stamp(job, profile)
 
 
@@ -137,7 +139,7 @@ def execute(job: Job, profile: str) -> None:
         tmp.write_bytes(copy.read_bytes())
         tmp.replace(job.notebook)
     if job.kind == "figure":
-        stamp = ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+        stamp = _stamp_path(job, profile)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(_figure_stamp(job, profile))
 
