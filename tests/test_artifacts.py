@@ -34,6 +34,23 @@ def test_round_trip_records_provenance(tmp_path):
     assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
 
 
+def test_a_models_own_module_is_part_of_its_code_version(tmp_path, monkeypatch):
+    assert artifacts.code_sha256("resnet44") == artifacts.code_sha256()  # models.py is already counted
+    assert artifacts.code_sha256("msdnet40") != artifacts.code_sha256()
+    params = {**PARAMS, "model": "msdnet40"}
+    artifacts.write_profile(tmp_path, {"test_correct": np.ones((2, 2), bool)}, params=params,
+                            data_sha256="abc", wall_time_s=1.0)
+    assert artifacts.load_profile(tmp_path, params, "abc")
+    source = artifacts.PACKAGE / "msdnet.py"
+    edited = source.read_bytes() + b"\n# edited\n"
+    monkeypatch.setattr(artifacts, "PACKAGE", tmp_path / "pkg")
+    (tmp_path / "pkg").mkdir()
+    for name in artifacts.code_modules("msdnet40"):
+        (tmp_path / "pkg" / name).write_bytes(edited if name == "msdnet.py" else (source.parent / name).read_bytes())
+    with pytest.raises(artifacts.StaleArtifactError, match="msdnet.py changed"):
+        artifacts.load_profile(tmp_path, params, "abc")
+
+
 def test_missing_artifact_names_the_command_to_make_it(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match="earlyexit.pipeline"):
         artifacts.load_profile(tmp_path / "nothing")
@@ -64,7 +81,7 @@ def test_stale_artifact_is_refused_and_says_why(tmp_path, monkeypatch, change):
         data_sha = "def"
         why = "other data"
     else:
-        monkeypatch.setattr(artifacts, "code_sha256", lambda: "0" * 64)
+        monkeypatch.setattr(artifacts, "code_sha256", lambda model=None: "0" * 64)
         why = "other code"
     with pytest.raises(artifacts.StaleArtifactError, match=why):
         artifacts.load_profile(tmp_path, params, data_sha)

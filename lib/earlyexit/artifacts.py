@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 PACKAGE = Path(__file__).resolve().parent
-#: Modules whose source decides an artifact's content; editing one makes artifacts stale.
+#: Modules whose source decides every artifact's content; editing one makes artifacts stale.
 CODE_MODULES = ("data.py", "models.py", "training.py")
+#: Further modules that define some models (and so decide only their artifacts).
+MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",)}
 NPZ, MANIFEST = "profile.npz", "manifest.json"
 
 
@@ -57,10 +59,15 @@ def run_dir(root: str | os.PathLike, profile: str, model: str, dataset: str) -> 
     return Path(root) / profile / f"{model}-{dataset}"
 
 
-def code_sha256() -> str:
-    """sha256 over the source of :data:`CODE_MODULES`: the code version an artifact depends on."""
+def code_modules(model: str | None = None) -> tuple[str, ...]:
+    """The modules whose source an artifact of ``model`` depends on."""
+    return CODE_MODULES + MODEL_MODULES.get(model, ())
+
+
+def code_sha256(model: str | None = None) -> str:
+    """sha256 over the source of :func:`code_modules`: the code version an artifact of ``model`` depends on."""
     digest = hashlib.sha256()
-    for name in CODE_MODULES:
+    for name in code_modules(model):
         digest.update((PACKAGE / name).read_bytes())
     return digest.hexdigest()
 
@@ -112,7 +119,7 @@ def write_profile(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *
     manifest = {
         "params": params,
         "data_sha256": data_sha256,
-        "code_sha256": code_sha256(),
+        "code_sha256": code_sha256(params.get("model")),
         "git_commit": git_commit(),
         "npz_sha256": _sha256(directory / NPZ),
         "wall_time_s": round(wall_time_s, 1),
@@ -130,8 +137,9 @@ def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> l
     """Reasons why an artifact with ``manifest`` does not match ``params``/code/data (empty: current)."""
     reasons = [f"parameter {k!r} is {manifest['params'].get(k)!r}, wanted {v!r}"
                for k, v in params.items() if manifest["params"].get(k) != v]
-    if manifest["code_sha256"] != code_sha256():
-        reasons.append(f"made by other code ({', '.join(CODE_MODULES)} changed since commit {manifest['git_commit']})")
+    model = manifest["params"].get("model")
+    if manifest["code_sha256"] != code_sha256(model):
+        reasons.append(f"made by other code ({', '.join(code_modules(model))} changed since commit {manifest['git_commit']})")
     if data_sha256 is not None and manifest["data_sha256"] != data_sha256:
         reasons.append("made from other data (dataset checksum differs)")
     return reasons

@@ -115,8 +115,8 @@ def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, g
 
     Growth and bottleneck factors are ``2**s`` at scale ``s`` (1-2-4 for three scales);
     ``reduction`` in (0, 1] is the transitions' compression.  Convs get MSDNet's He (fan-out)
-    initialisation.  All exits have loss weight ``1 / blocks``: MSDNet trains every classifier with
-    equal weight.
+    initialisation.  All exits have loss weight 1: MSDNet's reference code sums the classifiers'
+    cross-entropies (a mean would divide every learning rate by ``blocks``).
     """
     if min(blocks, step, base, channels, growth, scales) < 1 or not 0 < reduction <= 1:
         raise ValueError("blocks, step, base, channels, growth and scales must be >= 1, reduction in (0, 1]")
@@ -139,7 +139,7 @@ def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, g
             prev = out
         stages.append(nn.Sequential(*parts))
         exits.append(Branch(c * 2 ** (scales - 1), num_classes))
-    model = MultiExitNet(stages, exits, (1 / blocks,) * blocks)
+    model = MultiExitNet(stages, exits, (1.0,) * blocks)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -47,10 +47,30 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
     return tomllib.loads(path.read_text())["stages"]
 
 
+def _train_entries(profile: str, path: Path) -> list[list]:
+    stage = next(s for s in load_stages(path) if s["kind"] == "train")
+    return stage["matrix"].get(profile, [])
+
+
 def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
     """The ``(model, dataset)`` pairs the train stage covers in ``profile``."""
-    stage = next(s for s in load_stages(path) if s["kind"] == "train")
-    return [tuple(pair) for pair in stage["matrix"].get(profile, [])]
+    return [(entry[0], entry[1]) for entry in _train_entries(profile, path)]
+
+
+def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
+    """The changes to ``profile``'s recipe for one training job: the optional third item of its
+    matrix entry, e.g. ``["msdnet40", "cifar100", {epochs = 1}]`` (recorded in the artifact's manifest)."""
+    for entry in _train_entries(profile, path):
+        if (entry[0], entry[1]) == (model, dataset):
+            return dict(entry[2]) if len(entry) > 2 else {}
+    return {}
+
+
+def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+    """The artifact of a training job of ``pipeline.toml`` (its recipe with the job's :func:`overrides`),
+    refused if missing, corrupt or stale."""
+    params = stage_params(model, dataset, profile, **overrides(profile, model, dataset))
+    return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model, dataset), params)
 
 
 def figures_dir(profile: str) -> Path:
@@ -76,7 +96,8 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
             continue
         notebook = ROOT / s["notebook"]
         if s["kind"] == "train":
-            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d}) for m, d in matrix(profile)]
+            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
+                    for m, d in matrix(profile)]
         elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -111,7 +132,7 @@ def is_current(job: Job, profile: str) -> bool:
     """Whether ``job``'s outputs are up to date (its artifact, or its figure stamp)."""
     if job.kind == "train":
         p = job.params
-        params = stage_params(p["model"], p["dataset"], profile)
+        params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
         directory = artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"])
         try:
             manifest = artifacts.read_manifest(directory)
