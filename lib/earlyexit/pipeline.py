@@ -47,23 +47,21 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
     return tomllib.loads(path.read_text())["stages"]
 
 
-def _train_entries(profile: str, path: Path) -> list[list]:
+def _train_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, dict]]:
+    """``(model, dataset, overrides)`` of every training job of ``profile``, read once from ``path``."""
     stage = next(s for s in load_stages(path) if s["kind"] == "train")
-    return stage["matrix"].get(profile, [])
+    return [(e[0], e[1], dict(e[2]) if len(e) > 2 else {}) for e in stage["matrix"].get(profile, [])]
 
 
 def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
     """The ``(model, dataset)`` pairs the train stage covers in ``profile``."""
-    return [(entry[0], entry[1]) for entry in _train_entries(profile, path)]
+    return [(model, dataset) for model, dataset, _ in _train_entries(profile, path)]
 
 
 def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
     """The changes to ``profile``'s recipe for one training job: the optional third item of its
     matrix entry, e.g. ``["msdnet40", "cifar100", {epochs = 1}]`` (recorded in the artifact's manifest)."""
-    for entry in _train_entries(profile, path):
-        if (entry[0], entry[1]) == (model, dataset):
-            return dict(entry[2]) if len(entry) > 2 else {}
-    return {}
+    return next((ov for m, d, ov in _train_entries(profile, path) if (m, d) == (model, dataset)), {})
 
 
 def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
@@ -96,8 +94,8 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
             continue
         notebook = ROOT / s["notebook"]
         if s["kind"] == "train":
-            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
-                    for m, d in matrix(profile)]
+            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d, "overrides": ov})
+                    for m, d, ov in _train_entries(profile)]
         elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
