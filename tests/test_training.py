@@ -6,7 +6,7 @@ import torch
 from earlyexit import training
 from earlyexit.models import build_model
 
-TINY = dict(epochs=2, anneal_epochs=2, train_per_class=2, test_per_class=1, batch_size=8, bf16=False)
+TINY = dict(epochs=2, anneal_epochs=2, train_per_class=2, test_per_class=1, batch_size=8, precision="fp32")
 
 
 def test_loss_is_the_weighted_sum_of_exit_cross_entropies():

@@ -4,8 +4,15 @@ An artifact is a folder ``<root>/<profile>/<model>-<dataset>/`` holding ``profil
 ``manifest.json``.  The npz holds, for the test split and the training split, every sample's
 label and, per exit, the top-1 softmax confidence (Paper A Eq. (2); Paper B's CS-profile), the
 prediction and its correctness.  The manifest records the parameters, the data checksum, the code
-version and the wall time that made it, and the npz's own sha256.  Both files are written
-atomically (manifest last), and :func:`load_profile` refuses a missing, corrupt or stale artifact.
+version and the wall time that made it, the machine (CPU, precision used), and the npz's own
+sha256.  Both files are written atomically (manifest last), and :func:`load_profile` refuses a
+missing, corrupt or stale artifact.
+
+Staleness rule for precision: the training precision says *how* a run computed, not *what* it was
+asked for. A request for ``precision="auto"`` accepts an artifact trained in any precision (it
+records which one in ``machine.precision``), so an artifact made in bf16 on one machine stays
+current on a machine that would have chosen fp32; a forced ``"bf16"`` or ``"fp32"`` accepts only an
+artifact trained in that precision.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import hardware
+
 PACKAGE = Path(__file__).resolve().parent
-#: Modules whose source decides every artifact's content; editing one makes artifacts stale.
-CODE_MODULES = ("data.py", "models.py", "training.py")
+#: Modules whose source decides every artifact's content; editing one makes artifacts stale
+#: (unless :mod:`earlyexit.recertify` shows that the new code computes the same artifact).
+CODE_MODULES = ("data.py", "multiexit.py", "models.py", "training.py")
 #: Further modules that define some models (and so decide only their artifacts).
 MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",)}
 NPZ, MANIFEST = "profile.npz", "manifest.json"
@@ -107,11 +116,12 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_profile(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *, params: dict,
-                  data_sha256: str, wall_time_s: float, **info) -> dict:
+                  data_sha256: str, wall_time_s: float, machine: dict | None = None, **info) -> dict:
     """Write ``arrays`` and their manifest atomically into ``directory``; returns the manifest.
 
     ``params`` are what the artifact must match to be current (model, dataset, profile, training
-    hyper-parameters); ``info`` is recorded as is (e.g. epochs, per-epoch history).
+    hyper-parameters); ``machine`` defaults to :func:`hardware.machine_record`; ``info`` is recorded
+    as is (e.g. epochs, per-epoch history).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,19 +134,30 @@ def write_profile(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *
         "npz_sha256": _sha256(directory / NPZ),
         "wall_time_s": round(wall_time_s, 1),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        "machine": machine or hardware.machine_record(),
         **info,
     }
-    _atomic_write(directory / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    write_manifest(directory, manifest)
     return manifest
+
+
+def write_manifest(directory: str | os.PathLike, manifest: dict) -> None:
+    """Replace the manifest of the artifact in ``directory`` atomically."""
+    _atomic_write(Path(directory) / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+
+
+def trained_precision(manifest: dict) -> str:
+    """The precision an artifact was trained in: its machine record, else its forced ``precision`` parameter."""
+    return manifest.get("machine", {}).get("precision") or manifest["params"].get("precision", "unknown")
 
 
 def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> list[str]:
     """Reasons why an artifact with ``manifest`` does not match ``params``/code/data (empty: current)."""
     reasons = [f"parameter {k!r} is {manifest['params'].get(k)!r}, wanted {v!r}"
-               for k, v in params.items() if manifest["params"].get(k) != v]
+               for k, v in params.items() if k != "precision" and manifest["params"].get(k) != v]
+    wanted = params.get("precision", "auto")
+    if wanted != "auto" and trained_precision(manifest) != wanted:
+        reasons.append(f"trained in {trained_precision(manifest)}, but precision {wanted!r} was asked for")
     model = manifest["params"].get("model")
     if manifest["code_sha256"] != code_sha256(model):
         reasons.append(f"made by other code ({', '.join(code_modules(model))} changed since commit {manifest['git_commit']})")
@@ -154,13 +175,49 @@ def read_manifest(directory: str | os.PathLike) -> dict:
                             f"stage: `python -m earlyexit.pipeline --profile {directory.parent.name} --stages train`")
     try:
         manifest = json.loads(path.read_text())
-        npz_ok = (directory / NPZ).exists() and _sha256(directory / NPZ) == manifest["npz_sha256"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ArtifactError(f"{path} is unreadable ({err}); delete {directory} and re-run the training stage") from err
-    if not npz_ok:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path} is not valid JSON ({err}); {_rebuild_hint(directory)}") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ArtifactError(f"{path} is not an artifact manifest: {problem}; {_rebuild_hint(directory)}")
+    if not ((directory / NPZ).exists() and _sha256(directory / NPZ) == manifest["npz_sha256"]):
         raise ArtifactError(f"{directory / NPZ} is missing or does not match the checksum in its manifest "
-                            f"(corrupt or half-written); delete {directory} and re-run the training stage")
+                            f"(corrupt or half-written); {_rebuild_hint(directory)}")
     return manifest
+
+
+def _manifest_problem(manifest) -> str | None:
+    """What makes ``manifest`` unusable (None if nothing does)."""
+    if not isinstance(manifest, dict):
+        return f"it holds a JSON {type(manifest).__name__}, not an object"
+    if not isinstance(manifest.get("params"), dict):
+        return "'params' is missing or not an object"
+    missing = [k for k in ("code_sha256", "data_sha256", "npz_sha256") if not isinstance(manifest.get(k), str)]
+    return f"{', '.join(missing)} missing or not a string" if missing else None
+
+
+def _tracked(directory: Path) -> bool:
+    """Whether git tracks this artifact (a shipped one)."""
+    try:
+        subprocess.run(["git", "ls-files", "--error-unmatch", MANIFEST], cwd=directory, check=True, capture_output=True)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
+
+
+def _rebuild_hint(directory: str | os.PathLike, code_changed: bool = False) -> str:
+    """How to get a current artifact back: the shipped copy from git, recertification, or retraining."""
+    directory = Path(directory)
+    profile, job = directory.parent.name, directory.name
+    retrain = (f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
+               f"(job {job}; a cpu-profile job takes minutes to hours)")
+    hints = []
+    if directory.exists() and _tracked(directory):
+        hints.append(f"restore the shipped copy with `git checkout -- {directory}`")
+    if code_changed:
+        hints.append(f"if your code change does not alter what training computes, prove it and update the "
+                     f"manifest with `python -m earlyexit.recertify {directory}`")
+    return "; or ".join(hints + [retrain])
 
 
 def load_profile(directory: str | os.PathLike, params: dict | None = None, data_sha256: str | None = None,
@@ -174,8 +231,8 @@ def load_profile(directory: str | os.PathLike, params: dict | None = None, data_
     if reasons:
         message = f"artifact {directory} is stale: " + "; ".join(reasons)
         if not allow_stale:
-            raise StaleArtifactError(message + ". Rebuild it with the training stage (pipeline --force train), "
-                                     "or pass allow_stale=True to use it anyway.")
+            hint = _rebuild_hint(directory, code_changed=any("other code" in r for r in reasons))
+            raise StaleArtifactError(f"{message}. To fix: {hint}; or pass allow_stale=True to use it anyway.")
         import warnings
 
         warnings.warn(message, stacklevel=2)

@@ -2,7 +2,8 @@
 
 The data directory is, in order: the ``data_dir`` argument, the ``EARLYEXIT_DATA`` environment
 variable, ``~/.cache/earlyexit/data``.  It holds ``<name>.npz`` with keys ``x_train y_train x_test
-y_test`` (uint8 images NHWC or NHW, int64 labels), as ``../shared/data/unpack.py DIR`` writes them.
+y_test`` (uint8 images NHWC or NHW, integer labels in ``[0, classes)``), as
+``../shared/data/unpack.py DIR`` writes them.
 With ``download=True`` a missing file is fetched by torchvision and written there as the same
 ``.npz``, the fast cache.  Augmentation works on whole uint8 tensors, not per-sample PIL images.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,7 +54,7 @@ class Dataset:
         return SPECS[self.name][0]
 
 
-def data_dir(path: str | os.PathLike | None = None) -> Path:
+def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
     """Resolve the data directory: argument, then ``$EARLYEXIT_DATA``, then ``~/.cache/earlyexit/data``."""
     chosen = path or os.environ.get(DATA_ENV) or Path.home() / ".cache" / "earlyexit" / "data"
     return Path(chosen).expanduser()
@@ -91,19 +94,32 @@ def _validate(name: str, path: Path, arrays: dict[str, np.ndarray]) -> None:
         if not image_ok or x.shape[0] != n or y.shape != (n,):
             raise DataError(f"{path}: {split} split has images {x.shape} {x.dtype} and labels {y.shape}; "
                             f"expected {n} uint8 images of {shape} and {n} labels. The file is not {name}.")
-        if y.min() < 0 or y.max() >= SPECS[name][0]:
-            raise DataError(f"{path}: {split} labels outside 0..{SPECS[name][0] - 1}; the file is corrupt.")
+        _validate_labels(path, split, y, SPECS[name][0])
 
 
-def load(name: str, root: str | None = None, download: bool | None = None) -> Dataset:
-    """Load dataset ``name`` from ``root`` (see :func:`data_dir`); download with torchvision if asked.
+def _validate_labels(path: Path, split: str, y: np.ndarray, classes: int) -> None:
+    """Labels must be integers in ``[0, classes)``: no NaN, no fractions, any integer dtype."""
+    where = f"{path}: {split} labels"
+    if y.dtype.kind not in "iuf":
+        raise DataError(f"{where} have dtype {y.dtype}; expected integers in 0..{classes - 1}. The file is corrupt.")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise DataError(f"{where} hold {int(bad.sum())} non-integer value(s) (first: {y[bad][0]!r} at index "
+                            f"{int(np.argmax(bad))}); expected integers in 0..{classes - 1}. The file is corrupt.")
+    if y.min() < 0 or y.max() >= classes:
+        raise DataError(f"{where} lie in {y.min()}..{y.max()}, outside 0..{classes - 1}; the file is corrupt.")
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
+    """Load dataset ``name`` from ``data_dir`` (see :func:`resolve_data_dir`); download with torchvision if asked.
 
     ``download=None`` follows the environment variable ``EARLYEXIT_DOWNLOAD=1``.
     """
     _check_name(name)
     if download is None:
         download = os.environ.get(DOWNLOAD_ENV) == "1"
-    return _load(name, str(data_dir(root)), download)
+    return _load(name, str(resolve_data_dir(data_dir)), download)
 
 
 @lru_cache(maxsize=4)
@@ -118,11 +134,7 @@ def _load(name: str, root: str, download: bool) -> Dataset:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         _download_npz(name, path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files if k in KEYS}
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path} ({err}); delete it and rebuild or re-download it.") from err
+    arrays = _read_npz(path)
     _validate(name, path, arrays)
     digest = hashlib.sha256()
     for k in KEYS:
@@ -131,9 +143,22 @@ def _load(name: str, root: str, download: bool) -> Dataset:
     return Dataset(name, tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], digest.hexdigest())
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The dataset arrays of ``path``, or a DataError saying the file is damaged and how to replace it."""
+    fix = (f"delete it and rebuild it (`python ../shared/data/unpack.py {path.parent}`) or re-download it "
+           "(download=True)")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not an .npz archive (a truncated, overwritten or foreign file); {fix}.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files if k in KEYS}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"cannot read {path} ({type(err).__name__}: {err}); the file is damaged; {fix}.") from None
+
+
 def _to_tensor(a: np.ndarray) -> Tensor:
-    """uint8 NHWC/NHW images to NCHW tensors; labels to int64."""
-    if a.dtype != np.uint8:
+    """uint8 NHWC/NHW images to NCHW tensors; labels (1-D, any validated integer-valued dtype) to int64."""
+    if a.ndim == 1:
         return torch.from_numpy(a.astype(np.int64))
     t = torch.from_numpy(a)
     return (t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)).contiguous()

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import data, search
 from .artifacts import Profile
-from .models import MultiExitNet
+from .multiexit import MultiExitNet
 from .predictor import CachedPredictor, CSPredictor
 
 __all__ = [

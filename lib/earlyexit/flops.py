@@ -19,7 +19,8 @@ from ptflops import get_model_complexity_info
 from torch import nn
 
 from . import paper
-from .models import MultiExitNet, build_model
+from .models import build_model
+from .multiexit import MultiExitNet
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,8 @@
-"""Multi-exit networks: one abstraction for both papers, and Paper A's backbones.
-
-A :class:`MultiExitNet` is a backbone cut into ``N`` stages with one exit (classifier) after each
-stage.  Stage ``n`` holds the backbone layers between exits ``n-1`` and ``n`` (the part whose cost
-Paper A calls :math:`O_{l_n}`), exit ``n`` the intermediate classifier (cost :math:`O_{e_n}`); the
-last exit is the backbone's own classifier.  ``forward`` returns every exit's logits; ``stage`` and
-``exit`` run one part at a time, as Paper A's Algorithm 1 and Paper B's elastic inference need.
+"""Paper A's multi-exit backbones and the registry of every network of both papers (:func:`build_model`).
 
 Paper A's networks follow §V-A, footnote 4 and Tables III-VI: convolutions of VGG16-BN and ResNet44
-are bias-free (they are followed by BatchNorm), AlexNet keeps its biases (no BatchNorm).
+are bias-free (they are followed by BatchNorm), AlexNet keeps its biases (no BatchNorm).  Every
+network is a :class:`~earlyexit.multiexit.MultiExitNet`; Paper B's MSDNets live in :mod:`.msdnet`.
 """
 
 from __future__ import annotations
@@ -17,56 +12,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from . import msdnet
+from .multiexit import MultiExitNet, classifier, conv_bn_relu, conv_relu
+
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
-
-
-class MultiExitNet(nn.Module):
-    """A backbone split into stages, with exit ``n`` attached after stage ``n``."""
-
-    def __init__(self, stages: list[nn.Module], exits: list[nn.Module], loss_weights: tuple[float, ...]):
-        super().__init__()
-        if len(stages) != len(exits) or len(loss_weights) != len(exits):
-            raise ValueError(
-                f"need one exit and one loss weight per stage, got {len(stages)} stages, "
-                f"{len(exits)} exits and {len(loss_weights)} weights"
-            )
-        self.stages = nn.ModuleList(stages)
-        self.exits = nn.ModuleList(exits)
-        self.loss_weights = tuple(float(w) for w in loss_weights)
-
-    @property
-    def num_exits(self) -> int:
-        return len(self.exits)
-
-    def stage(self, n: int, h: Tensor) -> Tensor:
-        """Run backbone stage ``n`` (0-based) on the feature ``h`` of the previous stage."""
-        return self.stages[n](h)
-
-    def exit(self, n: int, h: Tensor) -> Tensor:
-        """Run exit ``n`` (0-based) on the output of stage ``n``; returns logits, Eq. (1) of Paper A."""
-        return self.exits[n](h)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        logits = []
-        for n in range(self.num_exits):
-            x = self.stage(n, x)
-            logits.append(self.exit(n, x))
-        return logits
-
-
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    """3x3 convolution (bias-free) + BatchNorm + ReLU, the VGG16-BN layer."""
-    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
-def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    """3x3 convolution with bias + ReLU, the AlexNet layer."""
-    return [nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True)]
-
-
-def classifier(in_features: int, num_classes: int, pool: nn.Module | None = None) -> list[nn.Module]:
-    """Optional pooling, flatten and the exit's fully-connected layer."""
-    return ([pool] if pool is not None else []) + [nn.Flatten(), nn.Linear(in_features, num_classes)]
 
 
 # --------------------------------------------------------------------------------------- AlexNet
@@ -218,25 +167,14 @@ def resnet44_3exit(num_classes: int) -> MultiExitNet:
     return _resnet44((1, 4, 8), [(16, 2, 32), (16, 1, 32), (32, 1, 16)], num_classes, (0.2, 0.2, 0.2, 0.4))
 
 
-def _msdnet(variant: str) -> Callable[[int], MultiExitNet]:
-    """Builder of Paper B's MSDNet ``variant``; imports :mod:`.msdnet` (which imports this module) when called."""
-
-    def build(num_classes: int) -> MultiExitNet:
-        from . import msdnet
-
-        return getattr(msdnet, variant)(num_classes)
-
-    return build
-
-
 BUILDERS: dict[str, Callable[[int], MultiExitNet]] = {
     "alexnet": alexnet,
     "vgg16bn": vgg16bn,
     "vgg16bn_light": vgg16bn_light,
     "resnet44": resnet44,
     "resnet44_3exit": resnet44_3exit,
-    "msdnet21": _msdnet("msdnet21"),
-    "msdnet40": _msdnet("msdnet40"),
+    "msdnet21": msdnet.msdnet21,
+    "msdnet40": msdnet.msdnet40,
 }
 
 

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .models import MultiExitNet, conv_bn_relu
+from .multiexit import MultiExitNet, conv_bn_relu
 
 #: Channels of the branch conv and width of its hidden FC layer (the reference CIFAR classifier's 128).
 BRANCH_WIDTH = 128

@@ -14,8 +14,14 @@ Profiles scale a recipe's epochs, never the architecture:
   ends at 90 % of the epochs, as 200/220 does).
 * ``smoke``: a class-balanced slice (10 training / 5 test images per class) and one epoch, for CI.
 
+Precision is a parameter like the others: ``"auto"`` (the default) trains in bf16 autocast where the
+hardware has native bf16 and in fp32 elsewhere (:mod:`.hardware`); ``"bf16"``/``"fp32"`` force one. The
+precision each epoch ran in is recorded in the history and in the artifact's machine record.
+
 Runs are seeded per epoch (shuffle, augmentation and dropout draw from ``seed`` and the epoch
-number), so a run resumed from its end-of-epoch checkpoint reproduces an uninterrupted run.
+number), so a run resumed from its end-of-epoch checkpoint reproduces an uninterrupted run. A
+checkpoint records the parameters, code version and data checksum it was made with and is resumed
+only when all three match.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import artifacts, data
+from . import artifacts, data, hardware
 from .elastic import measure_et_profile
-from .models import MultiExitNet, build_model
+from .models import build_model
+from .multiexit import MultiExitNet
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,29 @@ class TrainConfig:
     train_per_class: int | None = None
     test_per_class: int | None = None
     seed: int = 0
-    bf16: bool = True
+    precision: str = "auto"
+
+    def __post_init__(self):
+        for name in ("epochs", "anneal_epochs", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("train_per_class", "test_per_class"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1, "or None for the whole split")
+        _check_int("seed", self.seed, 0)
+        for name, low, high in (("lr", 0.0, math.inf), ("lr_end", 0.0, math.inf), ("momentum", 0.0, 1.0),
+                                ("weight_decay", 0.0, math.inf)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"training parameter {name!r} must be a number in [{low}, {high}), got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"training parameter 'lr' must be positive, got {self.lr!r}")
+        hardware.check_precision(self.precision)
+
+
+def _check_int(name: str, value, low: int, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"training parameter {name!r} must be an integer >= {low}{' ' + alternative if alternative else ''}, "
+                         f"got {value!r} ({type(value).__name__})")
 
 
 _SMOKE = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 10, "test_per_class": 5, "batch_size": 64}
@@ -90,11 +119,6 @@ def profile_config(profile: str, model_name: str, **overrides) -> TrainConfig:
     return replace(base, **overrides)
 
 
-def device() -> torch.device:
-    """CUDA when available (the ``paper`` profile on a GPU), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def learning_rate(cfg: TrainConfig, epoch: float) -> float:
     """Cosine annealing from ``lr`` to ``lr_end`` at ``anneal_epochs``, then constant (§V-A)."""
     progress = min(epoch / cfg.anneal_epochs, 1.0)
@@ -106,8 +130,9 @@ def multi_exit_loss(logits: list[Tensor], target: Tensor, weights: tuple[float, 
     return sum(w * F.cross_entropy(z.float(), target) for w, z in zip(weights, logits))
 
 
-def _autocast(dev: torch.device, enabled: bool):
-    return torch.autocast(dev.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+def _autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a resolved ``precision`` of ``"bf16"``; nothing for ``"fp32"``."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
@@ -115,7 +140,7 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
 
 
 def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Dataset, idx: Tensor,
-                 cfg: TrainConfig, epoch: int, dev: torch.device, bar: tqdm) -> float:
+                 cfg: TrainConfig, epoch: int, dev: torch.device, precision: str, bar: tqdm) -> float:
     """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
     gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
     torch.manual_seed(_epoch_seed(cfg, epoch))
@@ -129,7 +154,7 @@ def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Datas
         y = ds.y_train[batch].to(dev)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch + step / steps)
-        with _autocast(dev, cfg.bf16):
+        with _autocast(dev, precision):
             loss = multi_exit_loss(model(x), y, model.loss_weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,50 +165,88 @@ def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Datas
     return total / steps
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed; the message names the file and what to do."""
+
+
+class StaleCheckpointError(CheckpointError):
+    """A checkpoint was made with other parameters, code or data than the run asking for it."""
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: Path,
-          progress: bool = True) -> list[dict]:
-    """Train ``model`` on ``ds`` with ``cfg``, resuming from ``checkpoint`` if it exists.
+def _resume(path: Path, model: MultiExitNet, opt: torch.optim.Optimizer, dev: torch.device, made_with: dict) -> list[dict]:
+    """Load the checkpoint ``path`` into ``model`` and ``opt``; returns its history.
 
-    The checkpoint (model, optimizer, per-epoch history) is rewritten atomically after every epoch;
-    re-running after an interruption continues from the last finished epoch. Returns the history:
-    one ``{"epoch", "loss", "seconds"}`` per epoch.
+    Refused (:class:`StaleCheckpointError`) unless its config, code and data hashes equal ``made_with``.
     """
-    dev = device()
-    model.to(dev, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    history: list[dict] = []
-    checkpoint = Path(checkpoint)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=dev, weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"checkpoint {checkpoint} was made with other parameters {state['config']}; "
-                             f"delete it to start afresh with {asdict(cfg)}")
+    try:
+        state = torch.load(path, map_location=dev, weights_only=False)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
+                              "delete it to train from scratch") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "history", "config"} <= set(state):
+        raise CheckpointError(f"{path} is not a training checkpoint of earlyexit; delete it to train from scratch")
+    differ = [key for key, value in made_with.items() if state.get(key) != value]
+    if differ:
+        what = {"config": f"other parameters {state['config']}", "code_sha256": "other code", "data_sha256": "other data"}
+        raise StaleCheckpointError(f"checkpoint {path} was made with {' and '.join(what[k] for k in differ)}; "
+                                   "delete it (or pass fresh=True) to train from scratch")
+    try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        history = state["history"]
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} holds another network's weights "
+                              f"({str(err).splitlines()[0]}); delete it to train from scratch") from None
+    return state["history"]
+
+
+def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: Path, progress: bool = True,
+          *, code_sha256: str | None = None, fresh: bool = False) -> list[dict]:
+    """Train ``model`` on ``ds`` with ``cfg``, resuming from ``checkpoint`` if it exists (unless ``fresh``).
+
+    The checkpoint (model, optimizer, per-epoch history, config, ``code_sha256`` -- by default that of
+    :func:`artifacts.code_sha256` -- and the data checksum) is rewritten atomically after every epoch;
+    re-running after an interruption continues from the last finished epoch, if parameters, code and
+    data are the same (else :class:`StaleCheckpointError`). Returns the history: one ``{"epoch",
+    "loss", "seconds", "precision"}`` per epoch.
+    """
+    dev = hardware.device()
+    precision = hardware.resolve_precision(cfg.precision, dev)
+    model.to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    made_with = {"config": asdict(cfg), "code_sha256": code_sha256 or artifacts.code_sha256(), "data_sha256": ds.sha256}
+    checkpoint = Path(checkpoint)
+    if fresh:
+        checkpoint.unlink(missing_ok=True)
+    history = _resume(checkpoint, model, opt, dev, made_with) if checkpoint.exists() else []
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     idx = data.stratified_indices(ds.y_train, cfg.train_per_class, cfg.seed)
     steps = math.ceil(len(idx) / cfg.batch_size)
-    with tqdm(total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc="train") as bar:
+    with tqdm(total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc=f"train ({precision})") as bar:
         for epoch in range(len(history), cfg.epochs):
             start = time.perf_counter()
-            loss = _train_epoch(model, opt, ds, idx, cfg, epoch, dev, bar)
-            history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start})
+            loss = _train_epoch(model, opt, ds, idx, cfg, epoch, dev, precision, bar)
+            history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start,
+                            "precision": precision})
             _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                          "history": history, "config": asdict(cfg)})
+                                          "history": history, **made_with})
     return history
+
+
+def precision_used(history: list[dict]) -> str:
+    """The precision of a run from its history: ``bf16``, ``fp32``, or ``bf16+fp32`` if resumed on another kind."""
+    return "+".join(sorted({h.get("precision", "bf16") for h in history})) or "none"
 
 
 @torch.no_grad()
 def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, progress: bool = True) -> Tensor:
     """Softmax probabilities of every exit, shape (samples, exits, classes), computed in float32."""
-    dev = device()
+    dev = hardware.device()
     model.to(dev, memory_format=torch.channels_last).eval()
     out = []
     for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="predict"):
@@ -213,22 +276,30 @@ def load_artifact(artifact_root: str | Path, profile: str, model_name: str, data
 
 def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
                       data_dir: str | None = None, download: bool | None = None, progress: bool = True,
-                      **overrides) -> artifacts.Profile:
+                      force: bool = False, **overrides) -> artifacts.Profile:
     """The training stage: train (or resume) one model and write its profile artifact.
 
     The artifact holds the CS-profile (every exit's confidence, prediction and correctness) of the
     test and training splits; for Paper B's models also the ET-profile (``et_tc``, ``et_tb``: time of
     every conv part and branch, per test sample, batch 1 on this machine's CPU, §IV-B1).
-    Skips the work when the artifact is already current for these parameters, code and data.
+    Skips the work when the artifact is already current for these parameters, code and data;
+    ``force`` retrains from scratch. A checkpoint of other parameters, code or data is discarded,
+    saying so. The ``smoke`` profile deletes its checkpoint once the artifact is written.
     """
     cfg = profile_config(profile, model_name, **overrides)
     params = stage_params(model_name, dataset, profile, **overrides)
-    ds = data.load(dataset, None if data_dir is None else str(data_dir), download)
+    ds = data.load(dataset, data_dir, download)
     directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)
-    with contextlib.suppress(artifacts.ArtifactError):
-        return artifacts.load_profile(directory, params, ds.sha256)
+    if not force:
+        with contextlib.suppress(artifacts.ArtifactError):
+            return artifacts.load_profile(directory, params, ds.sha256)
     model = build_model(model_name, dataset, seed=cfg.seed)
-    history = train(model, ds, cfg, directory / "checkpoint.pt", progress)
+    checkpoint, code = directory / "checkpoint.pt", artifacts.code_sha256(model_name)
+    try:
+        history = train(model, ds, cfg, checkpoint, progress, code_sha256=code, fresh=force)
+    except StaleCheckpointError as err:
+        print(f"{err}: discarding it, training from scratch", flush=True)
+        history = train(model, ds, cfg, checkpoint, progress, code_sha256=code, fresh=True)
     arrays = {}
     for split, x, y, per_class in (("test", ds.x_test, ds.y_test, cfg.test_per_class),
                                    ("train", ds.x_train, ds.y_train, cfg.train_per_class)):
@@ -239,5 +310,8 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
             arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
     artifacts.write_profile(directory, arrays, params=params, data_sha256=ds.sha256,
                             wall_time_s=sum(h["seconds"] for h in history), epochs=len(history),
-                            history=history, test_accuracy=arrays["test_correct"].mean(0).tolist())
+                            history=history, test_accuracy=arrays["test_correct"].mean(0).tolist(),
+                            machine=hardware.machine_record(precision_used(history)))
+    if profile == "smoke":
+        checkpoint.unlink(missing_ok=True)
     return artifacts.load_profile(directory, params, ds.sha256)
