@@ -83,8 +83,9 @@ def _probe(lib: Path, spec: dict) -> str:
 
 def _checkout(commit: str, target: Path) -> Path:
     """The package ``lib/earlyexit`` at ``commit``, extracted under ``target``; returns its ``lib``."""
-    archive = subprocess.run(["git", "archive", commit, "lib/earlyexit"], cwd=artifacts.PACKAGE,
+    archive = subprocess.run(["git", "archive", commit, "lib/earlyexit"], cwd=artifacts.PACKAGE.parents[1],
                              capture_output=True, check=True).stdout
+    target.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "lib"
 
