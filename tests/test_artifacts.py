@@ -108,3 +108,42 @@ def test_shipped_artifacts_are_intact():
         manifest = artifacts.read_manifest(directory)
         assert artifacts.staleness(manifest, {}) == [], directory
         assert json.loads((directory / artifacts.MANIFEST).read_text())["params"]["profile"] == "cpu"
+
+
+def _with_precision(directory, params_precision: str, trained: str):
+    params = {**PARAMS, "precision": params_precision}
+    artifacts.write_profile(directory, {"test_correct": np.ones((2, 2), bool)}, params=params, data_sha256="abc",
+                            wall_time_s=1.0, machine={"cpu": "test", "precision": trained})
+
+
+def test_auto_precision_accepts_an_artifact_of_any_precision_a_forced_one_only_its_own(tmp_path):
+    _with_precision(tmp_path, "auto", "bf16")
+    assert artifacts.load_profile(tmp_path, {**PARAMS, "precision": "auto"}, "abc")
+    assert artifacts.load_profile(tmp_path, {**PARAMS, "precision": "bf16"}, "abc")
+    with pytest.raises(artifacts.StaleArtifactError, match="trained in bf16, but precision 'fp32' was asked for"):
+        artifacts.load_profile(tmp_path, {**PARAMS, "precision": "fp32"}, "abc")
+    _with_precision(tmp_path, "fp32", "fp32")  # forced fp32 on a bf16 machine is still current for "auto"
+    assert artifacts.load_profile(tmp_path, {**PARAMS, "precision": "auto"}, "abc")
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2]", "holds a JSON list, not an object"),
+    ('{"code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}', "'params' is missing"),
+    ('{"params": null, "code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}', "'params' is missing or not an object"),
+    ('{"params": {}, "data_sha256": "b", "npz_sha256": "c"}', "code_sha256 missing"),
+    ("{not json", "is not valid JSON"),
+])
+def test_a_malformed_manifest_is_an_artifact_error_naming_the_file(tmp_path, content, problem):
+    _write(tmp_path)
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(artifacts.ArtifactError, match=rf"manifest\.json .*{problem}"):
+        artifacts.load_profile(tmp_path, PARAMS)
+
+
+def test_stale_hint_names_real_commands_and_the_shipped_copy():
+    shipped = artifacts.PACKAGE.parents[1] / "artifacts" / "cpu" / "resnet44-cifar100"
+    with pytest.raises(artifacts.StaleArtifactError) as err:
+        artifacts.load_profile(shipped, {"epochs": 999})
+    message = str(err.value)
+    assert f"git checkout -- {shipped}" in message
+    assert "python -m earlyexit.pipeline --profile cpu --stages train --force" in message

@@ -74,3 +74,50 @@ def test_malformed_dataset_is_refused(tmp_path):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         data.load("svhn")
+
+
+def _cifar10_copy(tmp_path, **changes):
+    """The real CIFAR-10 arrays written to ``tmp_path`` with some of them replaced."""
+    with np.load(data.resolve_data_dir() / "cifar10.npz") as f:
+        arrays = {k: f[k] for k in data.KEYS}
+    np.savez(tmp_path / "cifar10.npz", **(arrays | changes))
+    return tmp_path / "cifar10.npz"
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("nan", r"non-integer value\(s\) \(first: nan"),
+    ("fraction", r"non-integer value\(s\) \(first: 3\.7"),
+    ("negative", r"lie in -1\.\.9, outside 0\.\.9"),
+])
+def test_labels_must_be_integers_of_the_dataset(load_dataset, tmp_path, labels, message):
+    y = load_dataset("cifar10").y_test.numpy()
+    bad = {"nan": np.where(np.arange(y.size) == 5, np.nan, y.astype(float)),
+           "fraction": np.where(np.arange(y.size) == 5, 3.7, y.astype(float)),
+           "negative": np.where(np.arange(y.size) == 5, -1, y)}[labels]
+    _cifar10_copy(tmp_path, y_test=bad)
+    with pytest.raises(data.DataError, match=message):
+        data.load("cifar10", data_dir=tmp_path)
+
+
+def test_labels_of_any_integer_dtype_load_as_int64(load_dataset, tmp_path):
+    ds = load_dataset("cifar10")
+    _cifar10_copy(tmp_path, y_test=ds.y_test.numpy().astype(np.uint8))
+    loaded = data.load("cifar10", data_dir=tmp_path)
+    assert loaded.y_test.dtype == torch.int64 and torch.equal(loaded.y_test, ds.y_test)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "text"])
+def test_a_damaged_npz_is_a_data_error_naming_the_file(tmp_path, damage):
+    path = tmp_path / "mnist.npz"
+    if damage == "text":
+        path.write_text("x_train,y_train\n1,2\n")
+    else:
+        raw = (data.resolve_data_dir() / "mnist.npz").read_bytes()
+        if damage == "truncated":
+            raw = raw[: len(raw) // 2]
+        else:
+            middle = len(raw) // 2
+            raw = raw[:middle] + bytes(b ^ 0xFF for b in raw[middle:middle + 64]) + raw[middle + 64:]
+        path.write_bytes(raw)
+    with pytest.raises(data.DataError, match=rf"{path}.*(not an \.npz archive|damaged|labels|images)"):
+        data.load("mnist", data_dir=tmp_path)

@@ -206,3 +206,60 @@ def test_run_real_gives_valid_predictions(resnet_and_images):
     dyn = E.run_real(model, x[:2], "cifar10", tc, tb, E.Dynamic(predictor), deadline_s=[30.0, 0.0])
     assert 0 <= dyn["pred"][0] < 10 and dyn["exit"][0] >= 0 and dyn["elapsed_s"][0] > 0
     assert dyn["pred"][1] == -1 and dyn["exit"][1] == -1 and dyn["branches"][1] == 0
+
+
+@pytest.mark.parametrize("sigma", [float("inf"), float("nan"), 0.0, -1.0])
+def test_gaussian_preemption_needs_a_finite_positive_sigma(sigma):
+    with pytest.raises(ValueError, match="sigma must be positive and finite"):
+        E.Preemption.gaussian(sigma)
+
+
+def test_very_wide_gaussian_preemption_samples_at_once():
+    t = E.Preemption.gaussian(1e6).sample(np.random.default_rng(0), 10.0, 100_000)
+    assert 0.0 <= t.min() and t.max() <= 10.0
+    assert abs(t.mean() - 5.0) < 0.05  # nearly uniform: the density is flat over [0, T]
+
+
+def test_confidences_passed_as_correctness_are_refused():
+    tc, tb, conf, _ = cs_profile(20, 4, 0)
+    with pytest.raises(ValueError, match="test_correct must be boolean or exactly 0/1"):
+        E.simulate(tc, tb, conf, conf, np.ones(4, bool), progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"runs": 0}, r"runs must lie in \[1"),
+    ({"samples": 0}, "has no samples"),
+    ({"nan_conf": True}, r"test_conf must hold confidences in \[0, 1\]"),
+])
+def test_simulation_refuses_empty_or_invalid_inputs(change, message):
+    tc, tb, conf, correct = cs_profile(20, 4, 0)
+    if change.get("samples") == 0:
+        conf, correct = conf[:0], correct[:0]
+    if change.get("nan_conf"):
+        conf = conf.copy()
+        conf[3, 1] = np.nan
+    with pytest.raises(ValueError, match=message):
+        E.simulate(tc, tb, conf, correct, np.ones(4, bool), runs=change.get("runs", 2), progress=False)
+
+
+def test_dynamic_refuses_an_m_it_cannot_enumerate():
+    with pytest.raises(ValueError, match=r"m must lie in \[0, 24\]"):
+        E.Dynamic(CSPredictor(4), m=30)
+
+
+def test_run_real_refuses_bad_inputs(resnet_and_images):
+    model, x, _ = resnet_and_images
+    tc, tb = np.full(3, 1e-3), np.full(3, 1e-3)
+    plan = np.ones(3, bool)
+    bad = [
+        (dict(x=E.data.normalize(x, "cifar10")), "raw uint8 images"),
+        (dict(name="mnist"), "are not mnist"),
+        (dict(deadline=float("nan")), "deadline_s must be finite"),
+        (dict(tc=np.full(4, 1e-3), tb=np.full(4, 1e-3)), "the ET-profile has 4 exits, the model 3"),
+        (dict(plan=np.ones(2, bool)), "one bit .* per exit"),
+        (dict(deadline=[1.0, 2.0]), "one per sample"),
+    ]
+    for change, message in bad:
+        args = dict(x=x, name="cifar10", tc=tc, tb=tb, plan=plan, deadline=1.0) | change
+        with pytest.raises(ValueError, match=message):
+            E.run_real(model, args["x"], args["name"], args["tc"], args["tb"], args["plan"], args["deadline"])

@@ -230,7 +230,42 @@ def _bad_calls():
         ("cdf_grid", lambda: search.expectation_cdf(*ok, [1, 1], grid * 0.5)),
         ("cdf_grid", lambda: search.exact_search(*ok, cdf_grid=grid[::-1])),
         ("time_bins", lambda: search.exact_search(*ok, cdf_grid=grid, time_bins=0)),
+        ("overflow", lambda: search.exact_search([1e308, 1e308], ok[1], ok[2])),
+        ("overflow", lambda: search.hybrid_search([1e308, 1e308], ok[1], ok[2], 1)),
+        ("c0", lambda: search.exact_search(*ok, c0=float("nan"))),
+        ("c0", lambda: search.exact_search(*ok, c0="high")),
     ]
+
+
+BAD_PROFILES = [  # (tc, tb, conf, c0): each breaks one rule
+    ([1.0, np.nan], [0.5, 0.5], [0.4, 0.8], 0.0), ([1.0, 1.0], [0.5, -0.1], [0.4, 0.8], 0.0),
+    ([1.0, 1.0], [0.5, 0.5], [0.4, 1.2], 0.0), ([1.0, 1.0], [0.5, 0.5], [0.4], 0.0),
+    ([0.0, 0.0], [0.0, 0.0], [0.4, 0.8], 0.0), ([1e308, 1e308], [0.5, 0.5], [0.4, 0.8], 0.0),
+    ([1.0, 1.0], [0.5, 0.5], [0.4, 0.8], float("nan")), ([1.0, 1.0], [0.5, 0.5], [0.4, 0.8], 1.5),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_PROFILES)
+def test_float64_arrays_take_the_fast_path_and_fail_with_the_same_message(bad):
+    *vectors, c0 = bad
+    with pytest.raises(ValueError) as from_lists:
+        search._profile(*vectors, c0)
+    with pytest.raises(ValueError) as from_arrays:
+        search._profile(*(np.array(v, dtype=np.float64) for v in vectors), c0)
+    assert str(from_arrays.value) == str(from_lists.value)
+
+
+@FAST
+@given(instances(max_n=12))
+def test_fast_path_accepts_exactly_the_valid_profiles(inst):
+    tc, tb, conf, c0 = inst
+    assert search._profile_ok(tc, tb, conf, c0)
+    for bad in (np.nan, -1.0, np.inf):
+        broken = conf.copy()
+        broken[0] = bad
+        assert not search._profile_ok(tc, tb, broken, c0)
+        with pytest.raises(ValueError):
+            search._profile(tc, tb, broken, c0)
 
 
 @pytest.mark.parametrize(("name", "call"), _bad_calls())

@@ -220,6 +220,12 @@ def _rebuild_hint(directory: str | os.PathLike, code_changed: bool = False) -> s
     return "; or ".join(hints + [retrain])
 
 
+def open_arrays(directory: str | os.PathLike):
+    """The npz of the artifact in ``directory``, opened (use as a context manager); check it first with
+    :func:`read_manifest`."""
+    return np.load(Path(directory) / NPZ, allow_pickle=False)
+
+
 def load_profile(directory: str | os.PathLike, params: dict | None = None, data_sha256: str | None = None,
                  allow_stale: bool = False) -> Profile:
     """Load a profile artifact, refusing it if corrupt, or stale against ``params``/code/data.
@@ -236,5 +242,5 @@ def load_profile(directory: str | os.PathLike, params: dict | None = None, data_
         import warnings
 
         warnings.warn(message, stacklevel=2)
-    with np.load(Path(directory) / NPZ) as f:
+    with open_arrays(directory) as f:
         return Profile({k: f[k] for k in f.files}, manifest)

@@ -105,7 +105,7 @@ def _validate_labels(path: Path, split: str, y: np.ndarray, classes: int) -> Non
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y) | (y != np.round(y))
         if bad.any():
-            raise DataError(f"{where} hold {int(bad.sum())} non-integer value(s) (first: {y[bad][0]!r} at index "
+            raise DataError(f"{where} hold {int(bad.sum())} non-integer value(s) (first: {float(y[bad][0])} at index "
                             f"{int(np.argmax(bad))}); expected integers in 0..{classes - 1}. The file is corrupt.")
     if y.min() < 0 or y.max() >= classes:
         raise DataError(f"{where} lie in {y.min()}..{y.max()}, outside 0..{classes - 1}; the file is corrupt.")

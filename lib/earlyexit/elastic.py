@@ -23,6 +23,7 @@ Conventions (the paper leaves them open):
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -125,10 +126,12 @@ class Preemption:
     def __post_init__(self):
         if self.kind not in ("uniform", "gaussian", "fixed"):
             raise ValueError(f"kind must be 'uniform', 'gaussian' or 'fixed', got {self.kind!r}")
-        if not 0.0 <= self.mu <= 1.0:
+        if not 0.0 <= self.mu <= 1.0:  # False for NaN
             raise ValueError(f"mu is a fraction of T in [0, 1], got {self.mu}")
-        if self.kind == "gaussian" and not self.sigma > 0:
-            raise ValueError(f"sigma must be positive, got {self.sigma}")
+        if self.kind == "gaussian" and not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"sigma must be positive and finite, got {self.sigma}")
+        if self.unit is not None and not (math.isfinite(self.unit) and self.unit > 0):
+            raise ValueError(f"unit must be a positive, finite time (or None for T), got {self.unit}")
 
     @classmethod
     def gaussian(cls, sigma: float, mu: float = 0.5, unit: float | None = None) -> Preemption:
@@ -144,19 +147,19 @@ class Preemption:
         return self.sigma * (total if self.unit is None else self.unit)
 
     def sample(self, rng: np.random.Generator, total: float, shape) -> np.ndarray:
-        """Preemption times of the given shape, all in ``[0, total]`` (Gaussian: exact rejection)."""
+        """Preemption times of the given shape, all in ``[0, total]``.
+
+        Gaussian: the truncated law drawn exactly by inversion, ``mu + s * Phi^-1(U)`` with ``U``
+        uniform on ``[Phi(-mu / s), Phi((T - mu) / s)]``: one draw per sample whatever ``sigma``.
+        """
         if self.kind == "uniform":
             return rng.uniform(0.0, total, shape)
         if self.kind == "fixed":
             return np.full(shape, self.mu * total)
-        out = np.empty(shape).ravel()
-        todo = np.arange(out.size)
-        while todo.size:
-            draw = rng.normal(self.mu * total, self.std(total), todo.size)
-            ok = (draw >= 0.0) & (draw <= total)
-            out[todo[ok]] = draw[ok]
-            todo = todo[~ok]
-        return out.reshape(shape)
+        mu, s = self.mu * total, self.std(total)
+        lo, hi = torch.special.ndtr(torch.tensor([-mu / s, (total - mu) / s], dtype=torch.float64)).tolist()
+        u = torch.from_numpy(rng.uniform(lo, hi, shape))
+        return np.clip(mu + s * torch.special.ndtri(u).numpy(), 0.0, total)
 
     def cdf_grid(self, total: float, points: int = 1025) -> np.ndarray | None:
         """The search engine's CDF grid over ``[0, total]`` (None for uniform: Algorithm 1 as is)."""
@@ -240,7 +243,9 @@ class Dynamic:
     """EINet's policy: CS-Predictor + search engine, re-planning after every produced exit (§V).
 
     ``search``: ``"hybrid"`` (Algorithm 2 with ``m``), ``"greedy"``, ``"random"`` (best of ``k``
-    random plans, §VI-C3) or ``"exact"``.
+    random plans, §VI-C3) or ``"exact"``. ``m`` is at most :data:`search.ENUM_MAX_EXITS`; a
+    re-planning problem with fewer exits left than ``m`` enumerates all of them (each decision costs
+    ``2**min(m, exits left)`` plan evaluations).
     """
 
     predictor: CSPredictor
@@ -251,6 +256,8 @@ class Dynamic:
     def __post_init__(self):
         if self.search not in ("hybrid", "greedy", "random", "exact"):
             raise ValueError(f"search must be hybrid, greedy, random or exact, got {self.search!r}")
+        search._int_in("m", self.m, 0, search.ENUM_MAX_EXITS, "exits enumerated per decision; 2**m plans each")
+        search._int_in("k", self.k, 1, 10**7, "random plans per decision")
 
 
 class _Planner:
@@ -269,7 +276,7 @@ class _Planner:
     def _search(self, tc, tb, conf, c0: float, grid) -> np.ndarray:
         p = self.policy
         if p.search == "hybrid":
-            return search.hybrid_search(tc, tb, conf, min(p.m, tc.size, search.ENUM_MAX_EXITS), c0=c0, cdf_grid=grid)[0]
+            return search.hybrid_search(tc, tb, conf, min(p.m, tc.size), c0=c0, cdf_grid=grid)[0]
         if p.search == "greedy":
             return search.greedy_search(tc, tb, conf, c0=c0, cdf_grid=grid)[0]
         if p.search == "random":
@@ -313,12 +320,19 @@ class SimResult:
 
 
 def _check_profiles(tc, tb, test_conf, test_correct) -> tuple[np.ndarray, ...]:
-    tc, tb = np.asarray(tc, dtype=np.float64), np.asarray(tb, dtype=np.float64)
-    conf, correct = np.asarray(test_conf), np.asarray(test_correct, dtype=bool)
-    if conf.ndim != 2 or conf.shape != correct.shape or conf.shape[1] != tc.size or tb.size != tc.size:
+    """Validated ET-profile means and CS-profile: confidences in [0, 1], correctness boolean or 0/1."""
+    tc, tb, _, _ = search._profile_checked(tc, tb, np.zeros(np.size(tc)), 0.0)
+    conf, correct = np.asarray(test_conf, dtype=np.float64), np.asarray(test_correct)
+    if conf.ndim != 2 or conf.shape != correct.shape or conf.shape[1] != tc.size:
         raise ValueError(f"need test_conf and test_correct of shape (samples, n) and tc, tb of length n; got "
                          f"{conf.shape}, {correct.shape}, {tc.shape}, {tb.shape}")
-    return tc, tb, conf, correct
+    if conf.shape[0] == 0:
+        raise ValueError("the CS-profile has no samples; pass test_conf/test_correct of shape (samples, n), samples >= 1")
+    if not np.all((conf >= 0) & (conf <= 1)):
+        raise ValueError("test_conf must hold confidences in [0, 1] (no NaN); pass the CS-profile's confidences")
+    if correct.dtype != np.bool_ and not np.all((correct == 0) | (correct == 1)):
+        raise ValueError("test_correct must be boolean or exactly 0/1 (was a confidence passed as correctness?)")
+    return tc, tb, conf, correct.astype(bool)
 
 
 def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed: int,
@@ -371,6 +385,7 @@ def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
     and score the latest exit produced by then (none: wrong).
     """
     tc, tb, conf, correct = _check_profiles(tc, tb, test_conf, test_correct)
+    runs = search._int_in("runs", runs, 1, 10**6, "preemption draws per sample")
     samples, n = conf.shape
     total = search.total_time(tc, tb)
     if isinstance(policy, Dynamic):
@@ -414,11 +429,11 @@ def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, 
     same for every sample (the prior), is searched once beforehand. Returns per sample
     the prediction of the latest exit (-1: none), that exit (-1: none), the branches run, the seconds.
     """
-    tc, tb = np.asarray(tc, dtype=np.float64), np.asarray(tb, dtype=np.float64)
+    n = model.num_exits
+    tc, tb, deadline = _check_real_inputs(model, x_uint8, dataset_name, tc, tb, policy, deadline_s)
     model.eval()
     x = data.normalize(x_uint8, dataset_name)
-    samples, n = len(x), model.num_exits
-    deadline = np.broadcast_to(np.asarray(deadline_s, dtype=np.float64), (samples,))
+    samples = len(x)
     dynamic = isinstance(policy, Dynamic)
     planner = _Planner(tc, tb, policy, preemption, 0) if dynamic else None
     first = planner.initial() if dynamic else np.asarray(policy, dtype=bool)
@@ -452,6 +467,36 @@ def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, 
                     plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
         out["elapsed_s"][i] = clock() - start
     return out
+
+
+def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, policy,
+                       deadline_s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated inputs of :func:`run_real`: raw images of the model's dataset, one time per exit, deadlines."""
+    if not isinstance(x_uint8, torch.Tensor) or x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4:
+        raise ValueError(f"x_uint8 must be raw uint8 images NCHW (run_real normalises them itself), got "
+                         f"{getattr(x_uint8, 'dtype', type(x_uint8).__name__)} of shape {tuple(getattr(x_uint8, 'shape', ()))}")
+    if dataset_name not in data.SPECS:
+        raise ValueError(f"unknown dataset {dataset_name!r}; choose one of {', '.join(data.SPECS)}")
+    h, w, c = data.SPECS[dataset_name][1]
+    if tuple(x_uint8.shape[1:]) != (c, h, w):
+        raise ValueError(f"images of shape {tuple(x_uint8.shape[1:])} are not {dataset_name} ({c}x{h}x{w}); "
+                         "pass the dataset the images (and the model) come from")
+    n = model.num_exits
+    tc, tb, _, _ = search._profile_checked(tc, tb, np.zeros(np.size(tc)), 0.0)
+    if tc.size != n:
+        raise ValueError(f"the ET-profile has {tc.size} exits, the model {n}; pass the model's own profile")
+    if not isinstance(policy, Dynamic):
+        plan = np.asarray(policy)
+        if plan.shape != (n,) or (plan.dtype != np.bool_ and not np.all((plan == 0) | (plan == 1))):
+            raise ValueError(f"a static plan has one bit (bool or 0/1) per exit ({n}), got {plan.dtype} of shape {plan.shape}")
+    try:
+        deadline = np.broadcast_to(np.asarray(deadline_s, dtype=np.float64), (len(x_uint8),))
+    except ValueError:
+        raise ValueError(f"deadline_s must be one number or one per sample ({len(x_uint8)}), got shape "
+                         f"{np.shape(deadline_s)}") from None
+    if not np.all(deadline >= 0) or not np.all(np.isfinite(deadline)):
+        raise ValueError("deadline_s must be finite and >= 0 (seconds after each sample's start; no NaN)")
+    return tc, tb, deadline
 
 
 def et_means(profile: Profile) -> tuple[np.ndarray, np.ndarray]:

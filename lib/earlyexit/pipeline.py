@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artifacts, data
+from .models import BUILDERS
 from .training import PROFILES, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +44,50 @@ class Job:
 
 
 def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
-    """The stages of ``pipeline.toml`` in order."""
-    return tomllib.loads(path.read_text())["stages"]
+    """The stages of ``pipeline.toml`` in order; a malformed file exits naming it and what is wrong."""
+    try:
+        stages = tomllib.loads(path.read_text())["stages"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as err:
+        raise SystemExit(f"{path}: cannot read the pipeline's stages ({type(err).__name__}: {err})") from None
+    for s in stages:
+        missing = {"id", "kind", "notebook"} - set(s)
+        if missing or s.get("kind") not in ("train", "figure"):
+            raise SystemExit(f"{path}: stage {s.get('id', '?')!r} needs id, notebook and kind 'train' or 'figure' "
+                             f"(missing {sorted(missing)}, kind {s.get('kind')!r})")
+    return stages
 
 
 def _train_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, dict]]:
-    """``(model, dataset, overrides)`` of every training job of ``profile``, read once from ``path``."""
+    """``(model, dataset, overrides)`` of every training job of ``profile``, read once from ``path``.
+
+    Every entry is checked (known model and dataset, valid overrides); a bad one exits naming it.
+    """
+    check_profile(profile)
     stage = next(s for s in load_stages(path) if s["kind"] == "train")
-    return [(e[0], e[1], dict(e[2]) if len(e) > 2 else {}) for e in stage["matrix"].get(profile, [])]
+    entries = []
+    for entry in stage.get("matrix", {}).get(profile, []):
+        where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
+        ok = (isinstance(entry, list) and len(entry) in (2, 3) and all(isinstance(e, str) for e in entry[:2])
+              and (len(entry) == 2 or isinstance(entry[2], dict)))
+        if not ok:
+            raise SystemExit(f"{where}: an entry is [model, dataset] or [model, dataset, {{overrides}}]")
+        model, dataset, ov = entry[0], entry[1], dict(entry[2]) if len(entry) > 2 else {}
+        if model not in BUILDERS or dataset not in data.SPECS:
+            raise SystemExit(f"{where}: unknown model or dataset; models are {sorted(BUILDERS)}, "
+                             f"datasets {sorted(data.SPECS)}")
+        try:
+            stage_params(model, dataset, profile, **ov)
+        except ValueError as err:
+            raise SystemExit(f"{where}: {err}") from None
+        entries.append((model, dataset, ov))
+    return entries
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` if it is one of :data:`training.PROFILES`, else exit saying which are."""
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
 
 
 def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
@@ -81,6 +118,7 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
 
     A figure stage that ``needs`` models the profile does not train is left out.
     """
+    check_profile(profile)
     stages = load_stages()
     unknown = set(only or []) - {s["id"] for s in stages}
     if unknown:
@@ -118,11 +156,36 @@ def _stamp_path(job: Job, profile: str) -> Path:
     return ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
 
 
+def _notebook_code(path: Path) -> bytes:
+    """The source of a notebook's cells, without outputs or metadata: what its results depend on."""
+    cells = json.loads(path.read_text())["cells"]
+    return json.dumps([(c["cell_type"], "".join(c["source"])) for c in cells]).encode()
+
+
+def _artifact_content(directory: Path) -> bytes:
+    """What a figure reads of an artifact: its parameters, data and code hashes and its arrays' content.
+
+    Not its creation time or wall time, so a re-profile that yields the same arrays changes nothing.
+    Corrupt artifacts raise :class:`artifacts.ArtifactError` (a figure made from one is never current).
+    """
+    manifest = artifacts.read_manifest(directory)
+    digest = hashlib.sha256(json.dumps([manifest["params"], manifest["data_sha256"], manifest["code_sha256"]],
+                                       sort_keys=True).encode())
+    with artifacts.open_arrays(directory) as arrays:
+        for key in sorted(arrays.files):
+            a = arrays[key]
+            digest.update(f"{key}:{a.dtype.str}:{a.shape}".encode() + a.tobytes())
+    return digest.digest()
+
+
 def _figure_stamp(job: Job, profile: str) -> str:
-    """Hash of everything a figure notebook's outputs depend on."""
-    digest = hashlib.sha256(job.notebook.read_bytes() + json.dumps(job.params, sort_keys=True).encode())
-    for path in sorted((ROOT / "lib").rglob("*.py")) + sorted((ROOT / "artifacts" / profile).glob("*/manifest.json")):
+    """Hash of everything a figure notebook's outputs depend on: its code cells, its parameters, the
+    library's code and the content of the profile's artifacts."""
+    digest = hashlib.sha256(_notebook_code(job.notebook) + json.dumps(job.params, sort_keys=True).encode())
+    for path in sorted((ROOT / "lib").rglob("*.py")):
         digest.update(path.read_bytes())
+    for manifest in sorted((ROOT / "artifacts" / profile).glob(f"*/{artifacts.MANIFEST}")):
+        digest.update(_artifact_content(manifest.parent))
     return digest.hexdigest()
 
 
@@ -138,7 +201,10 @@ def is_current(job: Job, profile: str) -> bool:
             return False
         return not artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
     stamp = _stamp_path(job, profile)
-    return stamp.exists() and stamp.read_text() == _figure_stamp(job, profile)
+    try:
+        return stamp.exists() and stamp.read_text() == _figure_stamp(job, profile)
+    except artifacts.ArtifactError:
+        return False
 
 
 def execute(job: Job, profile: str) -> None:
@@ -153,7 +219,12 @@ def execute(job: Job, profile: str) -> None:
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
                          f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}") from None
-    if not params:
+    except KeyboardInterrupt:
+        _mark_interrupted(copy)
+        raise SystemExit(f"interrupted: stage {job.stage!r}, notebook {job.notebook.relative_to(ROOT)}; its partial copy "
+                         f"is {copy.with_suffix('.interrupted.ipynb').relative_to(ROOT)}. Run the pipeline again to "
+                         "continue (training resumes from its last checkpoint).") from None
+    if not set(params) - {"force"}:
         tmp = job.notebook.with_name(f".{job.notebook.name}")
         tmp.write_bytes(copy.read_bytes())
         tmp.replace(job.notebook)
@@ -163,10 +234,22 @@ def execute(job: Job, profile: str) -> None:
         stamp.write_text(_figure_stamp(job, profile))
 
 
+def _mark_interrupted(copy: Path) -> None:
+    """Rename an interrupted run's executed copy to ``*.interrupted.ipynb``, with a banner saying so."""
+    import nbformat
+
+    if not copy.exists():
+        return
+    nb = nbformat.read(copy, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("**Interrupted**: this run was stopped before it finished; "
+                                                     "cells after the running one did not execute."))
+    nb.metadata.setdefault("papermill", {})["interrupted"] = True
+    nbformat.write(nb, copy.with_suffix(".interrupted.ipynb"))
+    copy.unlink()
+
+
 def run(profile: str, only: list[str] | None = None, force: bool = False, kinds: tuple[str, ...] = ("train", "figure")) -> None:
     """Run the pipeline of ``profile``: every job not current (all of them with ``force``)."""
-    if profile not in PROFILES:
-        raise SystemExit(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     for job in jobs(profile, only):
         if job.kind not in kinds:
             continue
@@ -175,6 +258,8 @@ def run(profile: str, only: list[str] | None = None, force: bool = False, kinds:
             print(f"{label} is up to date, skipped", flush=True)
             continue
         print(f"{label} running ...", flush=True)
+        if force and job.kind == "train":
+            job = Job(job.stage, job.kind, job.notebook, {**job.params, "force": True})
         execute(job, profile)
 
 
@@ -188,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
     args = parser.parse_args(argv)
+    check_profile(args.profile)
     if args.data_dir:
         os.environ["EARLYEXIT_DATA"] = str(Path(args.data_dir).resolve())
     only = args.stages.split(",") if args.stages else None

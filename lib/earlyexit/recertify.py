@@ -135,21 +135,22 @@ def _identical(a: dict, b: dict) -> list[str]:
     return sorted(differ)
 
 
-def recertify(directory: str | os.PathLike) -> dict:
-    """Recertify the artifact in ``directory`` for the current code; returns its updated manifest.
+def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.PACKAGE.parent) -> dict:
+    """Recertify the artifact in ``directory`` for the code in ``new_lib`` (default: this package's ``lib``).
 
-    Raises :class:`RecertifyError` if the old code cannot be found or the replays differ.
+    Returns the updated manifest; raises :class:`RecertifyError` if the old code cannot be found or
+    the replays differ.
     """
     directory = Path(directory)
     manifest = artifacts.read_manifest(directory)
-    new_code = artifacts.code_sha256(manifest["params"].get("model"))
+    new_code = _probe(new_lib, {"hash_only": True, "model": manifest["params"].get("model")})
     if manifest["code_sha256"] == new_code:
         return manifest
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         old_commit, old_lib = find_code(manifest, work)
         results = {}
-        for label, lib in (("old", old_lib), ("new", artifacts.PACKAGE.parent)):
+        for label, lib in (("old", old_lib), ("new", new_lib)):
             out = work / f"replay-{label}"
             out.mkdir()
             _probe(lib, _replay_spec(manifest, out))

@@ -1,0 +1,67 @@
+"""Recertification: a code change that computes the same artifact keeps it current; any other does not."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from earlyexit import artifacts, recertify
+
+PARAMS = {"model": "alexnet", "dataset": "cifar10", "profile": "smoke", "epochs": 1, "anneal_epochs": 1,
+          "batch_size": 64, "lr": 0.1, "lr_end": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
+          "train_per_class": 2, "test_per_class": 1, "seed": 0, "precision": "fp32"}
+
+
+@pytest.fixture
+def committed(tmp_path):
+    """An artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.PACKAGE, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    lib = recertify._checkout(head, tmp_path / "code")
+    directory = tmp_path / "artifact"
+    manifest = artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS,
+                                       data_sha256="abc", wall_time_s=1.0)
+    manifest |= {"git_commit": head, "code_sha256": recertify._probe(lib, {"hash_only": True, "model": "alexnet"})}
+    artifacts.write_manifest(directory, manifest)
+    return directory, lib
+
+
+def _edited(lib, tmp_path, old: str, new: str):
+    copy = tmp_path / "edited" / "lib"
+    shutil.copytree(lib, copy)
+    source = copy / "earlyexit" / "training.py"
+    text = source.read_text()
+    assert old in text
+    source.write_text(text.replace(old, new, 1))
+    return copy
+
+
+def test_an_edit_that_computes_the_same_is_recertified(committed, tmp_path):
+    directory, lib = committed
+    before = artifacts.read_manifest(directory)
+    new_lib = _edited(lib, tmp_path, '"""One training loop', '"""(Reworded.) One training loop')
+    manifest = recertify.recertify(directory, new_lib)
+    assert manifest["code_sha256"] != before["code_sha256"]
+    record = manifest["recertified"][-1]
+    assert record["from_code_sha256"] == before["code_sha256"] and record["to_code_sha256"] == manifest["code_sha256"]
+    assert "identical" in record["compared"]
+    assert json.loads((directory / "manifest.json").read_text()) == manifest
+
+
+def test_an_edit_that_changes_the_computation_is_refused(committed, tmp_path):
+    directory, lib = committed
+    before = (directory / "manifest.json").read_bytes()
+    new_lib = _edited(lib, tmp_path, "    return sum(w * F.cross_entropy", "    return 1.001 * sum(w * F.cross_entropy")
+    with pytest.raises(recertify.RecertifyError, match="computes something else"):
+        recertify.recertify(directory, new_lib)
+    assert (directory / "manifest.json").read_bytes() == before
+
+
+def test_code_that_is_not_in_git_is_refused(committed):
+    directory, _ = committed
+    manifest = artifacts.read_manifest(directory) | {"code_sha256": "0" * 64}
+    artifacts.write_manifest(directory, manifest)
+    with pytest.raises(recertify.RecertifyError, match="not in git"):
+        recertify.recertify(directory)
