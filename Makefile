@@ -34,8 +34,10 @@ nbval: $(VENV)/.installed data
 	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks)
 
-benchmark: $(VENV)/.installed
+## search-engine timings (Paper B Table I) and training throughput of every model, with cpu-job wall times
+benchmark: $(VENV)/.installed data
 	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_training.py
 
 lab: $(VENV)/.installed data
 	$(BIN)/jupyter lab notebooks/
