@@ -140,10 +140,31 @@ def test_a_malformed_manifest_is_an_artifact_error_naming_the_file(tmp_path, con
         artifacts.load_profile(tmp_path, PARAMS)
 
 
-def test_stale_hint_names_real_commands_and_the_shipped_copy():
+def test_stale_hint_names_real_commands_and_the_shipped_copy(tmp_path):
     shipped = artifacts.PACKAGE.parents[1] / "artifacts" / "cpu" / "resnet44-cifar100"
     with pytest.raises(artifacts.StaleArtifactError) as err:
         artifacts.load_profile(shipped, {"epochs": 999})
     message = str(err.value)
-    assert f"git checkout -- {shipped}" in message
     assert "python -m earlyexit.pipeline --profile cpu --stages train --force" in message
+    assert "git checkout" not in message  # the shipped copy itself is what is asked about
+    copy = tmp_path / "cpu" / "resnet44-cifar100"
+    _write(copy)
+    manifest = artifacts.read_manifest(copy) | {"code_sha256": "old"}
+    artifacts.write_manifest(copy, manifest)
+    with pytest.raises(artifacts.StaleArtifactError, match="earlyexit.recertify"):
+        artifacts.load_profile(copy, PARAMS)
+
+
+def test_a_changed_shipped_artifact_is_restored_from_git(tmp_path):
+    import subprocess
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    directory = tmp_path / "artifacts" / "cpu" / "resnet44-cifar100"
+    _write(directory)
+    git("add", ".")
+    git("commit", "-qm", "ship")
+    artifacts.write_manifest(directory, artifacts.read_manifest(directory) | {"params": {**PARAMS, "epochs": 3}})
+    with pytest.raises(artifacts.StaleArtifactError, match=rf"git checkout -- {directory}"):
+        artifacts.load_profile(directory, PARAMS)

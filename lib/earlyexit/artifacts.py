@@ -160,7 +160,8 @@ def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> l
         reasons.append(f"trained in {trained_precision(manifest)}, but precision {wanted!r} was asked for")
     model = manifest["params"].get("model")
     if manifest["code_sha256"] != code_sha256(model):
-        reasons.append(f"made by other code ({', '.join(code_modules(model))} changed since commit {manifest['git_commit']})")
+        made_at = manifest.get("recertified", [{}])[-1].get("to_commit", manifest.get("git_commit"))
+        reasons.append(f"made by other code ({', '.join(code_modules(model))} changed since commit {made_at})")
     if data_sha256 is not None and manifest["data_sha256"] != data_sha256:
         reasons.append("made from other data (dataset checksum differs)")
     return reasons
@@ -196,12 +197,12 @@ def _manifest_problem(manifest) -> str | None:
     return f"{', '.join(missing)} missing or not a string" if missing else None
 
 
-def _tracked(directory: Path) -> bool:
-    """Whether git tracks this artifact (a shipped one)."""
+def _modified_shipped(directory: Path) -> bool:
+    """Whether git tracks this artifact (a shipped one) and the working copy differs from the committed one."""
     try:
-        subprocess.run(["git", "ls-files", "--error-unmatch", MANIFEST], cwd=directory, check=True, capture_output=True)
-        return True
-    except (OSError, subprocess.CalledProcessError):
+        git = lambda *a: subprocess.run(["git", *a, "--", "."], cwd=directory, capture_output=True)
+        return git("ls-files", "--error-unmatch").returncode == 0 and git("diff", "--quiet", "HEAD").returncode == 1
+    except OSError:
         return False
 
 
@@ -212,7 +213,7 @@ def _rebuild_hint(directory: str | os.PathLike, code_changed: bool = False) -> s
     retrain = (f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
                f"(job {job}; a cpu-profile job takes minutes to hours)")
     hints = []
-    if directory.exists() and _tracked(directory):
+    if directory.exists() and _modified_shipped(directory):
         hints.append(f"restore the shipped copy with `git checkout -- {directory}`")
     if code_changed:
         hints.append(f"if your code change does not alter what training computes, prove it and update the "

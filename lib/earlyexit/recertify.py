@@ -69,8 +69,11 @@ class RecertifyError(RuntimeError):
     """The artifact cannot be recertified; the message says why."""
 
 
-def _git(*args: str, cwd: Path = artifacts.PACKAGE) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+REPO = artifacts.PACKAGE.parents[1]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
 
 
 def _probe(lib: Path, spec: dict) -> str:
@@ -84,7 +87,7 @@ def _probe(lib: Path, spec: dict) -> str:
 
 def _checkout(commit: str, target: Path) -> Path:
     """The package ``lib/earlyexit`` at ``commit``, extracted under ``target``; returns its ``lib``."""
-    archive = subprocess.run(["git", "archive", commit, "lib/earlyexit"], cwd=artifacts.PACKAGE.parents[1],
+    archive = subprocess.run(["git", "archive", commit, "lib/earlyexit"], cwd=REPO,
                              capture_output=True, check=True).stdout
     target.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
@@ -94,9 +97,11 @@ def _checkout(commit: str, target: Path) -> Path:
 def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
     """The commit whose code made the artifact (its modules hash to ``code_sha256``), and that code's ``lib``.
 
-    Candidates: the manifest's commit and every later commit that touched the package, oldest first.
+    Candidates: the commit of the last recertification (else the manifest's own) and every later
+    commit that touched the package, oldest first.
     """
-    first = manifest.get("git_commit", "unknown").removesuffix("-dirty")
+    made_at = manifest.get("recertified", [{}])[-1].get("to_commit") or manifest.get("git_commit", "unknown")
+    first = made_at.removesuffix("-dirty")
     try:
         later = _git("rev-list", "--reverse", f"{first}..HEAD", "--", "lib/earlyexit").split()
     except subprocess.CalledProcessError as err:
