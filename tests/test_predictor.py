@@ -110,3 +110,18 @@ def test_measure_activation_cache_reports_table3_fields():
     assert out["cache_nbytes"] == 1036 and out["predictions"] == 10 and out["hidden"] == (256, 128)
     assert out["cached_s"] > 0 and out["uncached_s"] > 0
     assert out["reduced_pct"] == pytest.approx(100 * (1 - out["cached_s"] / out["uncached_s"]))
+
+
+def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path, monkeypatch):
+    conf = np.random.default_rng(0).uniform(0, 1, (50, 3)).astype(np.float32)
+    path = tmp_path / "cs.npz"
+    trained, losses = P.fit_or_load(conf, path, epochs=1, seed=3, progress=False)
+    calls = []
+    real = P.train_predictor
+    monkeypatch.setattr(P, "train_predictor", lambda *a, **k: calls.append(k) or real(*a, **k))
+    loaded, again = P.fit_or_load(conf, path, epochs=1, seed=3, progress=False)
+    assert calls == [] and again == losses
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
+    P.fit_or_load(conf, path, epochs=1, seed=4, progress=False)
+    P.fit_or_load(conf[:40], path, epochs=1, seed=4, progress=False)
+    assert len(calls) == 2

@@ -207,6 +207,21 @@ def is_current(job: Job, profile: str) -> bool:
         return False
 
 
+def _ipc_kernel_manager():
+    """A kernel manager whose kernels talk over local IPC sockets in a temporary folder: nothing on the
+    network, and no "running over TCP without encryption" warning per notebook."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            folder = tempfile.mkdtemp(prefix="earlyexit-kernel-")
+            super().__init__(transport="ipc", ip=str(Path(folder) / "ipc"), **kwargs)
+
+    return IPCKernelManager
+
+
 def execute(job: Job, profile: str) -> None:
     """Run one notebook with papermill, keeping the executed copy; exits naming the failing cell."""
     import papermill as pm
@@ -215,7 +230,8 @@ def execute(job: Job, profile: str) -> None:
     copy.parent.mkdir(parents=True, exist_ok=True)
     params = injected(job.notebook, job.params)
     try:
-        pm.execute_notebook(job.notebook, copy, parameters=params, cwd=job.notebook.parent, progress_bar=False)
+        pm.execute_notebook(job.notebook, copy, parameters=params, cwd=job.notebook.parent, progress_bar=False,
+                            kernel_manager_class=_ipc_kernel_manager())
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
                          f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}") from None
