@@ -289,3 +289,18 @@ def test_run_benchmark_small(c_ref):
 def test_missing_c_source_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="search_ref.c"):
         build_c_reference(tmp_path / "nowhere.c")
+
+
+@pytest.mark.parametrize("seed, k, n", [(0, 10_000, 40), (3, 7, 5), (9, 33, 1), (2**40, 5, 64)])
+def test_packed_random_plans_are_the_plans_numpy_draws(seed, k, n):
+    words = search.random_plan_words(seed, k, n)
+    plans = np.unpackbits(words.view(np.uint8), bitorder="little")[: k * n].reshape(k, n).astype(bool)
+    np.testing.assert_array_equal(plans, np.random.default_rng(seed).integers(0, 2, size=(k, n), dtype=np.bool_))
+
+
+def test_random_search_is_the_best_of_numpys_plans():
+    tc, tb, conf = seeded(12, 4)
+    plans = np.random.default_rng(5).integers(0, 2, size=(300, 12), dtype=np.bool_)
+    values = [search.expectation(tc, tb, conf, p) for p in plans]
+    plan, best = search.random_search(tc, tb, conf, k=300, seed=5)
+    assert best == max(values) and np.array_equal(plan, plans[int(np.argmax(values))])

@@ -24,9 +24,6 @@ Conventions (the paper leaves them open):
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -35,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from . import derived
 
 __all__ = [
     "LARGE_MIN_EXITS",
@@ -156,43 +155,30 @@ def train_predictor(
     return model.eval(), history
 
 
-def _fit_key(conf_train: np.ndarray, kwargs: dict) -> dict:
-    """What a trained predictor depends on: its training rows, its arguments and this module's code."""
-    conf = np.ascontiguousarray(conf_train, dtype=np.float32)
-    return {"conf_sha256": hashlib.sha256(conf.tobytes() + str(conf.shape).encode()).hexdigest(),
-            "kwargs": kwargs, "code_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
-
-
 def fit_or_load(conf_train: np.ndarray, path: str | os.PathLike, **kwargs) -> tuple[CSPredictor, list[float]]:
-    """:func:`train_predictor` with its result kept in ``path`` (``.npz`` weights + ``.json`` record).
+    """:func:`train_predictor` with its result kept in ``path`` (an ``.npz`` of the weights and losses).
 
-    A predictor stored there is loaded instead of retrained when it was trained on the same rows, with
-    the same arguments and by the same code of this module (the record says so); otherwise it is
-    trained and stored, atomically. Training is seeded, so a stored predictor is what training gives.
+    A predictor stored there is read instead of retrained when it was trained on the same rows, with
+    the same arguments and by the same code of this module (:func:`derived.load_or_compute`).
     """
-    path = Path(path)
-    key = _fit_key(conf_train, {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items() if k != "progress"})
-    record_path = path.with_suffix(".json")
-    if path.exists() and record_path.exists():
-        record = json.loads(record_path.read_text())
-        if {k: record.get(k) for k in key} == key:
-            with np.load(path) as weights:
-                state = {k: torch.from_numpy(weights[k]) for k in weights.files}
-            hidden = (state["net.0.weight"].shape[0], state["net.3.weight"].shape[0])
-            model = CSPredictor(len(state["prior"]), hidden, kwargs.get("dropout", 0.1))
-            model.load_state_dict(state)
-            return model.eval(), record["losses"]
-    model, losses = train_predictor(conf_train, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.unlink(missing_ok=True)  # weights without their record are never loaded
-    record = key | {"losses": losses, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    for target, write in ((path, lambda f: np.savez_compressed(f, **{k: v.numpy() for k, v in model.state_dict().items()})),
-                          (record_path, lambda f: f.write(json.dumps(record, indent=1).encode()))):
-        tmp = target.with_name(f".{target.name}.tmp")
+    key = {"conf_sha256": derived.array_sha256(np.asarray(conf_train, dtype=np.float32)),
+           "kwargs": {k: v for k, v in kwargs.items() if k != "progress"}, "code_sha256": derived.code_sha256("predictor.py")}
+
+    def write(result: tuple[CSPredictor, list[float]], tmp: Path) -> None:
+        model, losses = result
         with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    return model, losses
+            np.savez_compressed(f, losses=np.asarray(losses), **{k: v.numpy() for k, v in model.state_dict().items()})
+
+    def read(stored: Path) -> tuple[CSPredictor, list[float]]:
+        with np.load(stored) as f:
+            state = {k: torch.from_numpy(f[k]) for k in f.files if k != "losses"}
+            losses = f["losses"].tolist()
+        hidden = (state["net.0.weight"].shape[0], state["net.3.weight"].shape[0])
+        model = CSPredictor(len(state["prior"]), hidden, kwargs.get("dropout", 0.1))
+        model.load_state_dict(state)
+        return model.eval(), losses
+
+    return derived.load_or_compute(path, key, lambda: train_predictor(conf_train, **kwargs), write, read)
 
 
 def known_scores(produced_conf: np.ndarray, executed_mask: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ __all__ = [
     "greedy_search",
     "hybrid_search",
     "random_search",
+    "random_plan_words",
     "exact_search",
     "grid_dp_error_bound",
     "expectation_py",
@@ -177,17 +178,23 @@ def _enumerate_kernel(tc: Arr, tb: Arr, conf: Arr, c0: float, grid: Grid) -> tup
 
 
 @njit(cache=True)
-def _best_of_kernel(tc: Arr, tb: Arr, conf: Arr, c0: float, plans: Arr, grid: Grid) -> tuple[Arr, float]:
-    """Best row of ``plans`` (first strict maximum)."""
+def _best_of_bits_kernel(tc: Arr, tb: Arr, conf: Arr, c0: float, words: Arr, k: int, grid: Grid) -> tuple[Arr, float]:
+    """Best of ``k`` random plans (first strict maximum); plan ``r``'s bit ``j`` is bit ``r * n + j`` of
+    the 32-bit ``words``, least significant first (see :func:`random_plan_words`)."""
+    n = tc.size
     total = _total(tc, tb)
+    plan = np.empty(n, dtype=np.bool_)
+    best_plan = np.zeros(n, dtype=np.bool_)
     best = -np.inf
-    best_row = 0
-    for r in range(plans.shape[0]):
-        e = _plan_value(tc, tb, conf, plans[r], c0, total, grid)
+    for r in range(k):
+        for j in range(n):
+            bit = r * n + j
+            plan[j] = (words[bit >> 5] >> (bit & 31)) & 1 == 1
+        e = _plan_value(tc, tb, conf, plan, c0, total, grid)
         if e > best:
             best = e
-            best_row = r
-    return plans[best_row].copy(), best
+            best_plan[:] = plan
+    return best_plan, best
 
 
 @njit(cache=True)
@@ -532,14 +539,24 @@ def random_search(
 ) -> tuple[np.ndarray, float]:
     """Random search of §VI-C3: the best of ``k`` plans drawn uniformly (each bit a fair coin).
 
-    Plans come from ``numpy.random.default_rng(seed)``; the paper uses ``k = 10_000``.
+    Plans are ``numpy.random.default_rng(seed).integers(0, 2, size=(k, n), dtype=bool)``, drawn as
+    packed bits (:func:`random_plan_words`); the paper uses ``k = 10_000``.
     """
     tc, tb, conf, c0 = _profile(tc, tb, conf, c0)
     k = _int_in("k", k, 1, 10**8 // tc.size, "number of random plans; k * n <= 1e8")
     seed = _int_in("seed", seed, 0, 2**63 - 1, "seed of numpy.random.default_rng")
-    plans = np.random.default_rng(seed).integers(0, 2, size=(k, tc.size), dtype=np.bool_)
-    plan, best = _best_of_kernel(tc, tb, conf, c0, plans, _grid(cdf_grid))
+    plan, best = _best_of_bits_kernel(tc, tb, conf, c0, random_plan_words(seed, k, tc.size), k, _grid(cdf_grid))
     return plan, float(best)
+
+
+def random_plan_words(seed: int, k: int, n: int) -> np.ndarray:
+    """The ``k`` random plans of ``n`` bits of :func:`random_search`, packed 32 to a ``uint32`` word.
+
+    They are the plans ``default_rng(seed).integers(0, 2, size=(k, n), dtype=bool)`` draws -- numpy
+    takes each bool from one bit of a 32-bit draw, least significant bit first -- without building
+    the (k, n) array: bit ``r * n + j`` is plan ``r``'s bit ``j``. A test checks the equality.
+    """
+    return np.random.default_rng(seed).integers(0, 2**32, size=-(-k * n // 32), dtype=np.uint32)
 
 
 def _delay_steps(tb: np.ndarray, total: float, grid: np.ndarray, time_bins: int | None) -> tuple[np.ndarray, float]:
