@@ -29,6 +29,8 @@ def main() -> None:
     print(f"\n{a['n_exits']} exits, m={a['m']}, seed={a['seed']}, {a['machine']}")
     for task, ratio in a["numba_over_c"].items():
         print(f"{task:>12}: Numba/C = {ratio:.2f}x   Python/Numba = {a['python_over_numba'][task]:.0f}x")
+    for task, ratio in a["public_over_kernel"].items():
+        print(f"{task:>18}: public call / kernel = {ratio:.2f}x (target <= 1.5x)")
     verdict = "OK" if a["exact_value"] >= a["hybrid_value"] - 1e-12 else "VIOLATED"
     print(f"expectation found: hybrid {a['hybrid_value']:.6f}  exact {a['exact_value']:.6f}", end="  ")
     print(f"(exact >= hybrid: {verdict})")

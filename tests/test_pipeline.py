@@ -71,3 +71,103 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"stage 'broken' failed: notebook notebooks/99_broken.ipynb .*cell \d+: ValueError: boom"):
         pipeline.execute(job, "smoke")
     assert (tmp_path / "runs" / "smoke" / "99_broken.ipynb").exists()
+
+
+@pytest.mark.parametrize("argv", [["--profile", "gpu", "--list"], ["--profile", "gpu", "--notebooks"],
+                                  ["--profile", "gpu", "--figures-only"], ["--profile", "gpu", "--durations"]])
+def test_every_subcommand_refuses_an_unknown_profile(argv):
+    with pytest.raises(SystemExit, match="unknown profile 'gpu'; choose one of paper, cpu, smoke"):
+        pipeline.main(argv)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('["resnet44", "cifar10", {epochs = "3"}]', r"matrix.cpu entry .*'epochs' must be an integer"),
+    ('["resnet44", "cifar10", {epoch = 3}]', r"matrix.cpu entry .*unknown training parameter"),
+    ('["resnet44"]', r"matrix.cpu entry \['resnet44'\]: an entry is \[model, dataset\]"),
+    ('["resnet45", "cifar10"]', r"matrix.cpu entry .*unknown model or dataset"),
+])
+def test_a_bad_matrix_entry_names_pipeline_toml_and_the_entry(tmp_path, entry, message):
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text(f'[[stages]]\nid = "train"\nkind = "train"\nnotebook = "n.ipynb"\nmatrix.cpu = [{entry}]\n')
+    with pytest.raises(SystemExit, match=rf"pipeline.toml: stage 'train', {message}"):
+        pipeline.matrix("cpu", toml)
+
+
+def test_toml_syntax_errors_name_the_file(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text("[[stages]\nid = 1\n")
+    with pytest.raises(SystemExit, match=r"pipeline.toml: cannot read the pipeline's stages \(TOMLDecodeError"):
+        pipeline.load_stages(toml)
+
+
+def _figure_job(tmp_path, monkeypatch):
+    """A figure job in a scratch ROOT with one smoke artifact."""
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "notebooks" / "90_fig.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    (tmp_path / "lib").mkdir()
+    directory = artifacts.run_dir(tmp_path / "artifacts", "smoke", "resnet44", "cifar10")
+    artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params={"model": "resnet44"},
+                            data_sha256="abc", wall_time_s=1.0)
+    job = pipeline.Job("fig", "figure", path, {})
+    stamp = pipeline._stamp_path(job, "smoke")
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text(pipeline._figure_stamp(job, "smoke"))
+    return job, path, directory
+
+
+def test_figure_stamps_follow_what_determines_the_figure(tmp_path, monkeypatch):
+    job, path, directory = _figure_job(tmp_path, monkeypatch)
+    assert pipeline.is_current(job, "smoke")
+    nb = nbformat.read(path, as_version=4)  # outputs and metadata of an executed copy: no change
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="1")]
+    nb.metadata["papermill"] = {"duration": 3.0}
+    nbformat.write(nb, path)
+    assert pipeline.is_current(job, "smoke")
+    manifest = artifacts.read_manifest(directory) | {"created": "2030-01-01T00:00:00+00:00", "wall_time_s": 9.0}
+    artifacts.write_manifest(directory, manifest)  # a re-profile with the same content: no change
+    assert pipeline.is_current(job, "smoke")
+    (directory / "profile.npz").write_bytes(b"corrupt")
+    assert not pipeline.is_current(job, "smoke")
+
+
+def test_a_changed_cell_makes_a_figure_stale(tmp_path, monkeypatch):
+    job, path, _ = _figure_job(tmp_path, monkeypatch)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = "x = 2"
+    nbformat.write(nb, path)
+    assert not pipeline.is_current(job, "smoke")
+
+
+def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):
+    executed = []
+    monkeypatch.setattr(pipeline, "execute", lambda job, profile: executed.append(job))
+    pipeline.run("smoke", ["train"], force=True)
+    assert executed and all(j.params["force"] is True for j in executed)
+    assert pipeline.injected(executed[0].notebook, executed[0].params)["force"] is True
+
+
+def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    path = tmp_path / "notebooks" / "91_long.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), path)
+
+    def interrupted(source, copy, **kwargs):
+        nbformat.write(nbformat.read(source, as_version=4), copy)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pm, "execute_notebook", interrupted)
+    monkeypatch.setattr(pipeline, "injected", lambda notebook, params: {})
+    with pytest.raises(SystemExit, match="interrupted: stage 'long'"):
+        pipeline.execute(pipeline.Job("long", "figure", path, {}), "smoke")
+    copy = tmp_path / "runs" / "smoke" / "91_long.interrupted.ipynb"
+    assert copy.exists() and not (tmp_path / "runs" / "smoke" / "91_long.ipynb").exists()
+    nb = nbformat.read(copy, as_version=4)
+    assert nb.metadata["papermill"]["interrupted"] and "Interrupted" in nb.cells[0].source
+    assert nbformat.read(path, as_version=4).cells[0].source == "x = 1"  # the source notebook is untouched

@@ -106,10 +106,11 @@ def test_train_predictor_learns_and_is_seeded():
 
 
 def test_measure_activation_cache_reports_table3_fields():
-    out = P.measure_activation_cache(P.CSPredictor(3).eval(), np.random.default_rng(0).uniform(0, 1, (5, 3)), 2)
+    out = P.measure_activation_cache(P.CSPredictor(3).eval(), np.random.default_rng(0).uniform(0, 1, (5, 3)), pairs=4)
     assert out["cache_nbytes"] == 1036 and out["predictions"] == 10 and out["hidden"] == (256, 128)
     assert out["cached_s"] > 0 and out["uncached_s"] > 0
-    assert out["reduced_pct"] == pytest.approx(100 * (1 - out["cached_s"] / out["uncached_s"]))
+    low, high = out["reduced_ci"]
+    assert low <= out["reduced_pct"] <= high and out["verdict"] in ("cache saves time", "cache costs time", "within noise")
 
 
 def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path, monkeypatch):

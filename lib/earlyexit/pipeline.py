@@ -279,6 +279,19 @@ def run(profile: str, only: list[str] | None = None, force: bool = False, kinds:
         execute(job, profile)
 
 
+def durations_table(profile: str) -> str:
+    """Markdown table of the last papermill run time of every figure notebook of ``profile``."""
+    rows, total = [], 0.0
+    for job in jobs(profile):
+        if job.kind != "figure":
+            continue
+        executed = job.notebook if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / f"{job.name}.ipynb"
+        seconds = json.loads(executed.read_text())["metadata"].get("papermill", {}).get("duration") if executed.exists() else None
+        total += seconds or 0.0
+        rows.append(f"| `{job.notebook.stem}` | {'not run' if seconds is None else f'{seconds:.1f}'} |")
+    return "\n".join(["| notebook | seconds |", "|---|---|", *rows, f"| **all** | **{total:.1f}** |"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m earlyexit.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default cpu)")
@@ -288,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
+    parser.add_argument("--durations", action="store_true",
+                        help="print a Markdown table of each figure notebook's last run time (papermill's record)")
     args = parser.parse_args(argv)
     check_profile(args.profile)
     if args.data_dir:
@@ -295,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     only = args.stages.split(",") if args.stages else None
     if args.notebooks:
         print(" ".join(str(j.notebook.relative_to(ROOT)) for j in jobs(args.profile, only) if j.kind == "figure"))
+        return
+    if args.durations:
+        print(durations_table(args.profile))
         return
     if args.list:
         for job in jobs(args.profile, only):

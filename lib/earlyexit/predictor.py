@@ -25,7 +25,6 @@ Conventions (the paper leaves them open):
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import derived
+from . import derived, timing
 
 __all__ = [
     "LARGE_MIN_EXITS",
@@ -247,14 +246,15 @@ class CachedPredictor:
         return self._rest(x @ self.w1t + self.b1, x, passed)
 
 
-def measure_activation_cache(predictor: CSPredictor, conf_rows: np.ndarray, repeats: int = 5) -> dict:
+def measure_activation_cache(predictor: CSPredictor, conf_rows: np.ndarray, pairs: int = 30, seed: int = 0) -> dict:
     """Table III: batch-1 incremental prediction over each row's exits, with and without the cache.
 
     For every row of ``conf_rows`` (samples, n) and every exit ``k < n - 1``, the score of ``k``
     arrives and the remaining scores are predicted: via :meth:`CachedPredictor.set` + ``predict``
     (cached) or by filling the input vector and running :meth:`CachedPredictor.forward` (uncached).
-    Times are the median over ``repeats`` of the total; returns seconds per prediction, the time
-    reduced in percent and the cache's bytes per sample.
+    The two are timed in ``pairs`` interleaved pairs (:func:`timing.ab_compare`); returns seconds per
+    prediction, the time reduced in percent with its 95 % interval and verdict, and the cache's bytes
+    per sample.
     """
     conf_rows = np.asarray(conf_rows, dtype=np.float32)
     cached = CachedPredictor(predictor, batch=1)
@@ -275,20 +275,16 @@ def measure_activation_cache(predictor: CSPredictor, conf_rows: np.ndarray, repe
                 x[0, k] = row[k]
                 cached.forward(x, k + 1)
 
-    times = {"cached": [], "uncached": []}
-    for _ in range(repeats):
-        for name, fn in (("uncached", run_uncached), ("cached", run_cached)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    ab = timing.ab_compare(run_uncached, run_cached, pairs, seed=seed)
     calls = len(conf_rows) * (n - 1)
-    cached_s, uncached_s = (float(np.median(times[k])) / calls for k in ("cached", "uncached"))
     return {
         "exits": n,
         "hidden": (cached.w1t.shape[1], cached.w2t.shape[1]),
         "predictions": calls,
-        "cached_s": cached_s,
-        "uncached_s": uncached_s,
-        "reduced_pct": 100.0 * (uncached_s - cached_s) / uncached_s,
+        "cached_s": ab["b_s"] / calls,
+        "uncached_s": ab["a_s"] / calls,
+        "reduced_pct": ab["saved_pct"],
+        "reduced_ci": (ab["ci_low"], ab["ci_high"]),
+        "verdict": {"B faster": "cache saves time", "B slower": "cache costs time"}.get(ab["verdict"], "within noise"),
         "cache_nbytes": cached.cache_nbytes,
     }
