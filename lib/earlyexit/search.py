@@ -477,8 +477,26 @@ def cdf_grid_gaussian(total: float, sigma: float, mu: float | None = None, point
 # ----------------------------------------------------------------------------------------------
 
 
+@njit(cache=True)
+def _checked_expectation_kernel(tc: Arr, tb: Arr, conf: Arr, plan: Arr, c0: float) -> float:
+    """Algorithm 1 under uniform preemption after :func:`_profile_ok` in the same compiled call; NaN if invalid."""
+    if plan.size != tc.size or not _profile_ok(tc, tb, conf, c0):
+        return np.nan
+    return _plan_value(tc, tb, conf, plan, c0, _total(tc, tb), None)
+
+
 def expectation(tc, tb, conf, plan, c0: float = 0.0) -> float:
-    """Accuracy expectation of ``plan`` under uniform preemption on [0, T]: Algorithm 1, Eq. (5)."""
+    """Accuracy expectation of ``plan`` under uniform preemption on [0, T]: Algorithm 1, Eq. (5).
+
+    Float64 vectors and a bool plan are checked and evaluated in one compiled call (this is called
+    once per candidate plan by searches written in Python); anything else, or an invalid input, goes
+    through the converting checks, which name the problem.
+    """
+    if (_is_f64_vector(tc) and _is_f64_vector(tb) and _is_f64_vector(conf) and isinstance(c0, float)
+            and type(plan) is np.ndarray and plan.dtype == np.bool_ and plan.ndim == 1 and plan.flags.c_contiguous):
+        value = _checked_expectation_kernel(tc, tb, conf, plan, c0)
+        if value == value:
+            return float(value)
     tc, tb, conf, c0 = _profile(tc, tb, conf, c0)
     return float(_expectation_kernel(tc, tb, conf, _plan(plan, tc.size), c0, None))
 
