@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,20 +192,30 @@ def _figure_stamp(job: Job, profile: str) -> str:
 
 def is_current(job: Job, profile: str) -> bool:
     """Whether ``job``'s outputs are up to date (its artifact, or its figure stamp)."""
+    return why_run(job, profile) is None
+
+
+def why_run(job: Job, profile: str) -> str | None:
+    """Why ``job`` must run (``None``: it is up to date): artifact missing or stale, figure inputs changed."""
     if job.kind == "train":
         p = job.params
         params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
         directory = artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"])
+        if not (directory / artifacts.MANIFEST).exists():
+            return "no artifact"
         try:
             manifest = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
-            return False
-        return not artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
+            return "corrupt artifact"
+        reasons = artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
+        return f"stale: {reasons[0]}" if reasons else None
     stamp = _stamp_path(job, profile)
+    if not stamp.exists():
+        return "never run here"
     try:
-        return stamp.exists() and stamp.read_text() == _figure_stamp(job, profile)
+        return None if stamp.read_text() == _figure_stamp(job, profile) else "notebook, parameters, code or artifacts changed"
     except artifacts.ArtifactError:
-        return False
+        return "an artifact is corrupt"
 
 
 def _ipc_kernel_manager():
@@ -270,13 +281,18 @@ def run(profile: str, only: list[str] | None = None, force: bool = False, kinds:
         if job.kind not in kinds:
             continue
         label = f"[{profile}] {job.stage}: {job.name}"
-        if not force and is_current(job, profile):
-            print(f"{label} is up to date, skipped", flush=True)
+        reason = "forced" if force else why_run(job, profile)
+        if reason is None:
+            print(f"{label}: up to date, skipped", flush=True)
             continue
-        print(f"{label} running ...", flush=True)
+        print(f"{label}: running ({reason}) ...", end="", flush=True)
         if force and job.kind == "train":
             job = Job(job.stage, job.kind, job.notebook, {**job.params, "force": True})
-        execute(job, profile)
+        start = time.perf_counter()
+        try:
+            execute(job, profile)
+        finally:
+            print(f" {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def durations_table(profile: str) -> str:
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.list:
         for job in jobs(args.profile, only):
-            print(f"{job.stage:24s} {job.name:48s} {'current' if is_current(job, args.profile) else 'to run'}")
+            print(f"{job.stage:24s} {job.name:48s} {why_run(job, args.profile) or 'current'}")
         return
     run(args.profile, only, args.force, ("figure",) if args.figures_only else ("train", "figure"))
 
