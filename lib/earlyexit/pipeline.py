@@ -218,23 +218,28 @@ def why_run(job: Job, profile: str) -> str | None:
         return "an artifact is corrupt"
 
 
-def _ipc_kernel_manager():
-    """A kernel manager whose kernels talk over local IPC sockets in a temporary folder: nothing on the
-    network, and no "running over TCP without encryption" warning per notebook."""
+def _kernel_manager(log: Path):
+    """A kernel manager whose kernels talk over local IPC sockets in a temporary folder (nothing on the
+    network, no "running over TCP without encryption" warning) and write their own stderr to ``log``."""
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
 
-    class IPCKernelManager(AsyncKernelManager):
+    class QuietIPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             folder = tempfile.mkdtemp(prefix="earlyexit-kernel-")
             super().__init__(transport="ipc", ip=str(Path(folder) / "ipc"), **kwargs)
 
-    return IPCKernelManager
+        async def start_kernel(self, **kw):
+            with open(log, "wb") as stderr:
+                await super().start_kernel(stderr=stderr, **kw)
+
+    return QuietIPCKernelManager
 
 
 def execute(job: Job, profile: str) -> None:
-    """Run one notebook with papermill, keeping the executed copy; exits naming the failing cell."""
+    """Run one notebook with papermill, keeping the executed copy (and the kernel's own log beside it);
+    exits naming the failing cell."""
     import papermill as pm
 
     copy = ROOT / "runs" / profile / f"{job.name}.ipynb"
@@ -242,10 +247,11 @@ def execute(job: Job, profile: str) -> None:
     params = injected(job.notebook, job.params)
     try:
         pm.execute_notebook(job.notebook, copy, parameters=params, cwd=job.notebook.parent, progress_bar=False,
-                            kernel_manager_class=_ipc_kernel_manager())
+                            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log")))
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
-                         f"(executed copy {copy.relative_to(ROOT)}), cell {err.cell_index}: {err.ename}: {err.evalue}") from None
+                         f"(executed copy {copy.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
+                         f"cell {err.cell_index}: {err.ename}: {err.evalue}") from None
     except KeyboardInterrupt:
         _mark_interrupted(copy)
         raise SystemExit(f"interrupted: stage {job.stage!r}, notebook {job.notebook.relative_to(ROOT)}; its partial copy "
