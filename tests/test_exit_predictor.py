@@ -157,3 +157,20 @@ def test_exit_predictor_learns_its_labels_on_real_images(load_dataset):
     assert scores.shape == (300, 2) and ((scores >= 0) & (scores <= 1)).all()
     with pytest.raises(ValueError, match="300 images but 2 label rows"):
         train_exit_predictor(ep, x, labels[:2], "cifar10", epochs=1)
+
+
+def test_scores_of_an_artifact_are_computed_once_for_its_rows(load_dataset, tmp_path, monkeypatch):
+    from earlyexit import exit_predictor
+
+    ds = load_dataset("cifar10")
+    run = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False,
+                                     train_per_class=3, test_per_class=2, precision="fp32")
+    path = tmp_path / "derived" / "ep.npz"
+    scores, losses = exit_predictor.fit_or_load_scores(run, ds, 0.5, path, epochs=1)
+    assert scores.shape == (20, 2) and len(losses) == 1
+    monkeypatch.setattr(exit_predictor, "train_exit_predictor", lambda *a, **k: pytest.fail("retrained"))
+    again, _ = exit_predictor.fit_or_load_scores(run, ds, 0.5, path, epochs=1)
+    np.testing.assert_array_equal(again, scores)
+    other = type(ds)(ds.name, ds.x_train.flip(0), ds.y_train, ds.x_test, ds.y_test, "another checksum")
+    with pytest.raises(ValueError, match="made from other data than this cifar10"):
+        exit_predictor.fit_or_load_scores(run, other, 0.5, tmp_path / "other.npz", epochs=1)

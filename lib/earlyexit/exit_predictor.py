@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -181,3 +182,44 @@ def predict_scores(ep: nn.Module, x: Tensor, dataset: str, batch_size: int = 100
 
     ep.eval()
     return torch.cat([torch.sigmoid(ep(data.normalize(x[i:i + batch_size], dataset))) for i in range(0, len(x), batch_size)])
+
+
+def fit_or_load_scores(run, ds, lam, path, architecture: str = "ours", epochs: int = 4, seed: int = 0,
+                       progress: bool = False) -> tuple[np.ndarray, list[float]]:
+    """Train an EP of ``architecture`` for the thresholds ``lam`` on the images of a profile artifact's
+    training split and return its scores on the artifact's test split, kept in ``path`` (a derived result).
+
+    Labels are Eq. (9) on the artifact's training confidences; the images are the artifact's rows
+    (the same class-balanced selection its training stage made from the same data, checked by the
+    dataset checksum and the labels).
+    """
+    from . import data, derived
+    from .ep_inference import ep_labels
+
+    params = run.manifest["params"]
+    if ds.sha256 != run.manifest["data_sha256"]:
+        raise ValueError(f"the artifact was made from other data than this {ds.name} (dataset checksums differ)")
+    rows = {split: data.stratified_indices(getattr(ds, f"y_{split}"), params.get(f"{split}_per_class"), params["seed"])
+            for split in ("train", "test")}
+    for split, idx in rows.items():
+        if not np.array_equal(getattr(ds, f"y_{split}")[idx].numpy(), run[f"{split}_label"]):
+            raise ValueError(f"the artifact's {split} rows are not {ds.name}'s images in the training stage's order")
+    labels = torch.from_numpy(ep_labels(run["train_conf"], lam))
+    key = {"artifact": derived.artifact_key(run), "lam": np.atleast_1d(lam).tolist(), "architecture": architecture,
+           "epochs": epochs, "seed": seed, "code": derived.code_sha256("exit_predictor.py", "data.py", "ep_inference.py")}
+
+    def compute() -> tuple[np.ndarray, list[float]]:
+        ep = build_exit_predictor(architecture, labels.shape[1], seed=seed)
+        losses = train_exit_predictor(ep, ds.x_train[rows["train"]], labels, ds.name, epochs=epochs, seed=seed,
+                                      progress=progress)
+        return predict_scores(ep, ds.x_test[rows["test"]], ds.name).numpy(), losses
+
+    def write(result, tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, scores=result[0], losses=np.asarray(result[1]))
+
+    def read(stored):
+        with np.load(stored) as f:
+            return f["scores"], f["losses"].tolist()
+
+    return derived.load_or_compute(path, key, compute, write, read)

@@ -15,6 +15,17 @@ A_TABLE1 = {
     ("cifar100", "resnet44"): (72.21, 98.52),
 }
 
+#: Paper A Table II: EP architectures on CIFAR-100, (accuracy %, on-device MFLOPs, EP MFLOPs) by
+#: (backbone, architecture).
+A_TABLE2 = {
+    ("alexnet", "ours"): (60.52, 13.27, 0.40), ("alexnet", "w/o Cat. & SE"): (60.52, 13.53, 0.29),
+    ("alexnet", "FCs only"): (60.50, 14.43, 0.39), ("alexnet", "LeNet"): (60.44, 13.90, 0.67),
+    ("vgg16bn", "ours"): (74.39, 67.30, 0.40), ("vgg16bn", "w/o Cat. & SE"): (74.49, 67.65, 0.29),
+    ("vgg16bn", "FCs only"): (74.51, 70.38, 0.39), ("vgg16bn", "LeNet"): (74.46, 68.46, 0.67),
+    ("resnet44", "ours"): (72.60, 41.67, 0.40), ("resnet44", "w/o Cat. & SE"): (72.57, 41.71, 0.29),
+    ("resnet44", "FCs only"): (72.62, 42.71, 0.39), ("resnet44", "LeNet"): (72.61, 42.21, 0.67),
+}
+
 #: Paper A Table III (two early exits) and Table IV (three, ResNet44): output size of each
 #: layer / residual block of each early exit, (channels, height, width).
 A_TABLE3 = {

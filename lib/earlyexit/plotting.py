@@ -50,7 +50,8 @@ def save_table(df: pd.DataFrame, name: str, figures_dir: str | os.PathLike, prof
         raise ValueError(f"table {name!r} lacks the column(s) {sorted(missing)}; every table sets paper beside ours")
     df = df.assign(profile=profile)
     path = _target(name, figures_dir, ".csv")
-    for target, text in ((path, df.to_csv(index=False)), (path.with_suffix(".md"), df.to_markdown(index=False, missingval=""))):
+    shown = df.astype(object).where(df.notna(), None)  # missing numbers print as blanks, not "nan"
+    for target, text in ((path, df.to_csv(index=False)), (path.with_suffix(".md"), shown.to_markdown(index=False, missingval=""))):
         tmp = target.with_name(f".{target.name}")
         tmp.write_text(text + ("\n" if not text.endswith("\n") else ""))
         tmp.replace(target)
