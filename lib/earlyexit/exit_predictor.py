@@ -26,7 +26,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from . import data, derived, training
+from .ep_inference import ep_labels
 from .multiexit import conv_bn_relu
 
 
@@ -143,10 +146,6 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
     crop-and-flip augmentation) except weight decay 2e-4; annealed over all ``epochs``. Seeded per
     epoch. Returns the mean loss of every epoch.
     """
-    from tqdm.auto import tqdm
-
-    from . import data, training
-
     if len(x_train) != len(labels):
         raise ValueError(f"{len(x_train)} images but {len(labels)} label rows; pass the labels of these images")
     cfg = training.TrainConfig(epochs=epochs, anneal_epochs=epochs, batch_size=batch_size, lr=lr, lr_end=lr_end,
@@ -157,8 +156,8 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
     ep.train()
     with tqdm(total=epochs * steps, disable=not progress, desc="Exit Predictor") as bar:
         for epoch in range(epochs):
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            torch.manual_seed(seed * 1_000_003 + epoch)
+            gen = torch.Generator().manual_seed(training._epoch_seed(cfg, epoch))
+            torch.manual_seed(training._epoch_seed(cfg, epoch))
             order = torch.randperm(len(x_train), generator=gen)
             total = 0.0
             for step in range(steps):
@@ -178,8 +177,6 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
 @torch.no_grad()
 def predict_scores(ep: nn.Module, x: Tensor, dataset: str, batch_size: int = 1000) -> Tensor:
     """Prediction scores ``s_n`` (Eq. (7)) of raw uint8 images ``x``, shape (samples, N-1)."""
-    from . import data
-
     ep.eval()
     return torch.cat([torch.sigmoid(ep(data.normalize(x[i:i + batch_size], dataset))) for i in range(0, len(x), batch_size)])
 
@@ -193,9 +190,6 @@ def fit_or_load_scores(run, ds, lam, path, architecture: str = "ours", epochs: i
     (the same class-balanced selection its training stage made from the same data, checked by the
     dataset checksum and the labels).
     """
-    from . import data, derived
-    from .ep_inference import ep_labels
-
     params = run.manifest["params"]
     if ds.sha256 != run.manifest["data_sha256"]:
         raise ValueError(f"the artifact was made from other data than this {ds.name} (dataset checksums differ)")

@@ -12,6 +12,7 @@ The run stops at the first failing notebook and names it and the cell.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts, data
+from . import artifacts, data, derived
 from .models import BUILDERS
 from .training import PROFILES, stage_params
 
@@ -163,20 +164,23 @@ def _notebook_code(path: Path) -> bytes:
     return json.dumps([(c["cell_type"], "".join(c["source"])) for c in cells]).encode()
 
 
-def _artifact_content(directory: Path) -> bytes:
+def _artifact_content(directory: Path) -> str:
     """What a figure reads of an artifact: its parameters, data and code hashes and its arrays' content.
 
     Not its creation time or wall time, so a re-profile that yields the same arrays changes nothing.
     Corrupt artifacts raise :class:`artifacts.ArtifactError` (a figure made from one is never current).
     """
     manifest = artifacts.read_manifest(directory)
-    digest = hashlib.sha256(json.dumps([manifest["params"], manifest["data_sha256"], manifest["code_sha256"]],
-                                       sort_keys=True).encode())
+    return _arrays_digest(directory, manifest["npz_sha256"]) + json.dumps(
+        [manifest["params"], manifest["data_sha256"], manifest["code_sha256"]], sort_keys=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _arrays_digest(directory: Path, npz_sha256: str) -> str:
+    """:func:`derived.array_sha256` of an artifact's arrays, once per npz file version (every figure job
+    of a run asks for the same artifacts)."""
     with artifacts.open_arrays(directory) as arrays:
-        for key in sorted(arrays.files):
-            a = arrays[key]
-            digest.update(f"{key}:{a.dtype.str}:{a.shape}".encode() + a.tobytes())
-    return digest.digest()
+        return derived.array_sha256(*(arrays[key] for key in sorted(arrays.files)))
 
 
 def _figure_stamp(job: Job, profile: str) -> str:
@@ -186,7 +190,7 @@ def _figure_stamp(job: Job, profile: str) -> str:
     for path in sorted((ROOT / "lib").rglob("*.py")):
         digest.update(path.read_bytes())
     for manifest in sorted((ROOT / "artifacts" / profile).glob(f"*/{artifacts.MANIFEST}")):
-        digest.update(_artifact_content(manifest.parent))
+        digest.update(_artifact_content(manifest.parent).encode())
     return digest.hexdigest()
 
 
