@@ -171,3 +171,10 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
     nb = nbformat.read(copy, as_version=4)
     assert nb.metadata["papermill"]["interrupted"] and "Interrupted" in nb.cells[0].source
     assert nbformat.read(path, as_version=4).cells[0].source == "x = 1"  # the source notebook is untouched
+
+
+def test_ledger_lists_every_job_of_the_profile_with_its_record():
+    ledger = pipeline.ledger_table("cpu").splitlines()
+    assert len(ledger) == 2 + len(pipeline.matrix("cpu"))
+    row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))
+    assert "| bf16 |" in row and "63.25" in row and "72.21" in row

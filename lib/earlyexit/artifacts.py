@@ -198,9 +198,10 @@ def _manifest_problem(manifest) -> str | None:
 
 
 def _modified_shipped(directory: Path) -> bool:
-    """Whether git tracks this artifact (a shipped one) and the working copy differs from the committed one."""
+    """Whether git tracks this artifact (a shipped one) and its files differ from the committed ones
+    (derived results beside them do not count)."""
     try:
-        git = lambda *a: subprocess.run(["git", *a, "--", "."], cwd=directory, capture_output=True)
+        git = lambda *a: subprocess.run(["git", *a, "--", MANIFEST, NPZ], cwd=directory, capture_output=True)
         return git("ls-files", "--error-unmatch").returncode == 0 and git("diff", "--quiet", "HEAD").returncode == 1
     except OSError:
         return False

@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts, data, derived
+from . import artifacts, data, derived, paper
 from .models import BUILDERS
 from .training import PROFILES, stage_params
 
@@ -318,6 +318,27 @@ def durations_table(profile: str) -> str:
     return "\n".join(["| notebook | seconds |", "|---|---|", *rows, f"| **all** | **{total:.1f}** |"])
 
 
+def ledger_table(profile: str) -> str:
+    """Markdown compute ledger of a profile's artifacts, from their manifests: what was trained, how long,
+    on which machine and precision, and the accuracy of every exit beside the paper's backbone accuracy."""
+    rows = ["| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for model, dataset in matrix(profile):
+        directory = artifacts.run_dir(ROOT / "artifacts", profile, model, dataset)
+        try:
+            m = artifacts.read_manifest(directory)
+        except artifacts.ArtifactError:
+            rows.append(f"| {model} | {dataset} | not trained | | | | | |")
+            continue
+        machine, reference = m.get("machine", {}), paper.A_TABLE1.get((dataset, model), ("",))[0]
+        acc = [100 * a for a in m.get("test_accuracy", [])]
+        accuracy = (" / ".join(f"{a:.2f}" for a in acc) if len(acc) <= 4
+                    else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}")
+        rows.append(f"| {model} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
+                    f"{machine.get('cpu', 'not recorded')} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m earlyexit.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default cpu)")
@@ -327,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
+    parser.add_argument("--ledger", action="store_true",
+                        help="print a Markdown compute ledger of the profile's trained artifacts")
     parser.add_argument("--durations", action="store_true",
                         help="print a Markdown table of each figure notebook's last run time (papermill's record)")
     args = parser.parse_args(argv)
@@ -336,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     only = args.stages.split(",") if args.stages else None
     if args.notebooks:
         print(" ".join(str(j.notebook.relative_to(ROOT)) for j in jobs(args.profile, only) if j.kind == "figure"))
+        return
+    if args.ledger:
+        print(ledger_table(args.profile))
         return
     if args.durations:
         print(durations_table(args.profile))
