@@ -81,7 +81,7 @@ def test_stale_artifact_is_refused_and_says_why(tmp_path, monkeypatch, change):
         data_sha = "def"
         why = "other data"
     else:
-        monkeypatch.setattr(artifacts, "code_sha256", lambda model=None: "0" * 64)
+        monkeypatch.setattr(artifacts, "code_sha256", lambda model=None, stage=None: "0" * 64)
         why = "other code"
     with pytest.raises(artifacts.StaleArtifactError, match=why):
         artifacts.load_profile(tmp_path, params, data_sha)

@@ -175,6 +175,24 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
 
 def test_ledger_lists_every_job_of_the_profile_with_its_record():
     ledger = pipeline.ledger_table("cpu").splitlines()
-    assert len(ledger) == 2 + len(pipeline.matrix("cpu"))
+    assert len(ledger) == 2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu"))
+    assert sum("pruned, fine-tuned" in line for line in ledger) == len(pipeline.pruned("cpu"))
     row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))
     assert "| bf16 |" in row and "63.25" in row and "72.21" in row
+
+
+def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["alexnet", "cifar10"]]\n'
+            '[[stages]]\nid = "prune"\nkind = "prune"\nnotebook = "b.ipynb"\nmatrix.smoke = [{}]\n')
+    toml.write_text(base.format('["alexnet", "cifar10", 0.25]'))
+    assert pipeline._prune_entries("smoke", toml) == [("alexnet", "cifar10", 0.25)]
+    for bad, message in (('["resnet44", "cifar10", 0.1]', "training job of the same profile"),
+                         ('["alexnet", "cifar10", 1.5]', "pruning ratio must be"), ('["alexnet", "cifar10"]', "ratio")):
+        toml.write_text(base.format(bad))
+        with pytest.raises(SystemExit, match=message):
+            pipeline._prune_entries("smoke", toml)
+    kinds = [j.kind for j in pipeline.jobs("cpu")]
+    assert kinds.index("prune") > max(i for i, k in enumerate(kinds) if k == "train")
+    job = next(j for j in pipeline.jobs("cpu") if j.kind == "prune")
+    assert job.name.endswith(f"-{job.params['dataset']}-pruned{round(100 * job.params['ratio']):02d}")

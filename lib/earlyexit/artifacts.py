@@ -36,6 +36,8 @@ PACKAGE = Path(__file__).resolve().parent
 CODE_MODULES = ("data.py", "multiexit.py", "models.py", "training.py")
 #: Further modules that define some models (and so decide only their artifacts).
 MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",)}
+#: Further modules that decide the artifacts of a stage after training (its ``params["stage"]``).
+STAGE_MODULES = {"prune": ("flops.py", "pruning.py")}
 NPZ, MANIFEST = "profile.npz", "manifest.json"
 
 
@@ -68,15 +70,15 @@ def run_dir(root: str | os.PathLike, profile: str, model: str, dataset: str) -> 
     return Path(root) / profile / f"{model}-{dataset}"
 
 
-def code_modules(model: str | None = None) -> tuple[str, ...]:
-    """The modules whose source an artifact of ``model`` depends on."""
-    return CODE_MODULES + MODEL_MODULES.get(model, ())
+def code_modules(model: str | None = None, stage: str | None = None) -> tuple[str, ...]:
+    """The modules whose source an artifact of ``model`` made by ``stage`` (None: training) depends on."""
+    return CODE_MODULES + MODEL_MODULES.get(model, ()) + STAGE_MODULES.get(stage, ())
 
 
-def code_sha256(model: str | None = None) -> str:
-    """sha256 over the source of :func:`code_modules`: the code version an artifact of ``model`` depends on."""
+def code_sha256(model: str | None = None, stage: str | None = None) -> str:
+    """sha256 over the source of :func:`code_modules`: the code version an artifact depends on."""
     digest = hashlib.sha256()
-    for name in code_modules(model):
+    for name in code_modules(model, stage):
         digest.update((PACKAGE / name).read_bytes())
     return digest.hexdigest()
 
@@ -129,7 +131,7 @@ def write_profile(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *
     manifest = {
         "params": params,
         "data_sha256": data_sha256,
-        "code_sha256": code_sha256(params.get("model")),
+        "code_sha256": code_sha256(params.get("model"), params.get("stage")),
         "git_commit": git_commit(),
         "npz_sha256": _sha256(directory / NPZ),
         "wall_time_s": round(wall_time_s, 1),
@@ -158,10 +160,10 @@ def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> l
     wanted = params.get("precision", "auto")
     if wanted != "auto" and trained_precision(manifest) != wanted:
         reasons.append(f"trained in {trained_precision(manifest)}, but precision {wanted!r} was asked for")
-    model = manifest["params"].get("model")
-    if manifest["code_sha256"] != code_sha256(model):
+    model, stage = manifest["params"].get("model"), manifest["params"].get("stage")
+    if manifest["code_sha256"] != code_sha256(model, stage):
         made_at = manifest.get("recertified", [{}])[-1].get("to_commit", manifest.get("git_commit"))
-        reasons.append(f"made by other code ({', '.join(code_modules(model))} changed since commit {made_at})")
+        reasons.append(f"made by other code ({', '.join(code_modules(model, stage))} changed since commit {made_at})")
     if data_sha256 is not None and manifest["data_sha256"] != data_sha256:
         reasons.append("made from other data (dataset checksum differs)")
     return reasons

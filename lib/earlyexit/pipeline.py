@@ -1,7 +1,9 @@
 """Run the numbered notebooks in order with papermill: ``python -m earlyexit.pipeline --profile cpu``.
 
 Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dataset]`` of its
-profile's matrix and is skipped while that artifact is current (parameters, code, data); a *figure*
+profile's matrix and is skipped while that artifact is current (parameters, code, data); a *prune*
+stage runs once per ``[model, dataset, ratio]`` of its matrix on the weights a training job left
+behind (skipped while its own artifact is current for the current training artifact); a *figure*
 stage is skipped while its notebook, parameters, library code and the profile's artifacts are
 unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; a notebook run with
 its own default parameters (the shipped ``cpu`` profile) is also written back in place, so the
@@ -16,18 +18,23 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts, data, derived, paper
+from . import artifacts, data, derived, paper, pruning
 from .models import BUILDERS
 from .training import PROFILES, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
+
+
+#: The kinds of stage, in the order a pipeline needs them (a prune stage reads a training job's weights).
+KINDS = ("train", "prune", "figure")
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,9 @@ class Job:
 
     @property
     def name(self) -> str:
-        suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind == "train" else ""
+        suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind != "figure" else ""
+        if self.kind == "prune":
+            suffix += f"-pruned{round(100 * self.params['ratio']):02d}"
         return f"{self.notebook.stem}{suffix}"
 
 
@@ -53,8 +62,8 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
         raise SystemExit(f"{path}: cannot read the pipeline's stages ({type(err).__name__}: {err})") from None
     for s in stages:
         missing = {"id", "kind", "notebook"} - set(s)
-        if missing or s.get("kind") not in ("train", "figure"):
-            raise SystemExit(f"{path}: stage {s.get('id', '?')!r} needs id, notebook and kind 'train' or 'figure' "
+        if missing or s.get("kind") not in KINDS:
+            raise SystemExit(f"{path}: stage {s.get('id', '?')!r} needs id, notebook and a kind of {KINDS} "
                              f"(missing {sorted(missing)}, kind {s.get('kind')!r})")
     return stages
 
@@ -85,6 +94,24 @@ def _train_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tu
     return entries
 
 
+def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
+    """``(model, dataset, ratio)`` of every pruning job of ``profile``; each must prune a training job of
+    the profile (whose checkpoint it reads) by a ratio in (0, 1), else the run exits naming the entry."""
+    trained = set(matrix(profile, path))
+    entries = []
+    for stage in (s for s in load_stages(path) if s["kind"] == "prune"):
+        for entry in stage.get("matrix", {}).get(profile, []):
+            where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
+            if not (isinstance(entry, list) and len(entry) == 3 and tuple(entry[:2]) in trained):
+                raise SystemExit(f"{where}: an entry is [model, dataset, ratio] with [model, dataset] a training "
+                                 f"job of the same profile ({sorted(trained)})")
+            try:
+                entries.append((entry[0], entry[1], pruning.check_ratio(entry[2])))
+            except ValueError as err:
+                raise SystemExit(f"{where}: {err}") from None
+    return entries
+
+
 def check_profile(profile: str) -> str:
     """``profile`` if it is one of :data:`training.PROFILES`, else exit saying which are."""
     if profile not in PROFILES:
@@ -108,6 +135,25 @@ def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | P
     refused if missing, corrupt or stale."""
     params = stage_params(model, dataset, profile, **overrides(profile, model, dataset))
     return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model, dataset), params)
+
+
+def ep_scores_path(profile: str, model: str, dataset: str, lam: float, architecture: str = "ours",
+                   artifact_root: str | Path = ROOT / "artifacts") -> Path:
+    """Where the test scores of an Exit Predictor of ``architecture`` trained for ``lam`` on a training
+    job's artifact are kept (a derived result shared by the notebooks that use the same EP)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", architecture.lower()).strip("-")
+    return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived" / f"ep-{slug}-lam{lam}.npz"
+
+
+def load_pruned(profile: str, model: str, dataset: str, ratio: float,
+                artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+    """The artifact of a pruning job of ``pipeline.toml``, refused if missing, corrupt or stale."""
+    return pruning.load_pruned(artifact_root, profile, model, dataset, ratio, **overrides(profile, model, dataset))
+
+
+def pruned(profile: str) -> list[tuple[str, str, float]]:
+    """The ``(model, dataset, ratio)`` of every pruning job of ``profile``."""
+    return _prune_entries(profile)
 
 
 def figures_dir(profile: str) -> Path:
@@ -136,6 +182,10 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         if s["kind"] == "train":
             out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d, "overrides": ov})
                     for m, d, ov in _train_entries(profile)]
+        elif s["kind"] == "prune":
+            out += [Job(s["id"], "prune", notebook, {**common, "model": m, "dataset": d, "ratio": r,
+                                                     "overrides": overrides(profile, m, d)})
+                    for m, d, r in _prune_entries(profile)]
         elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -201,18 +251,18 @@ def is_current(job: Job, profile: str) -> bool:
 
 def why_run(job: Job, profile: str) -> str | None:
     """Why ``job`` must run (``None``: it is up to date): artifact missing or stale, figure inputs changed."""
+    p = job.params
     if job.kind == "train":
-        p = job.params
         params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
-        directory = artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"])
-        if not (directory / artifacts.MANIFEST).exists():
-            return "no artifact"
+        return _artifact_reason(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]), params, p["dataset"])
+    if job.kind == "prune":
         try:
-            manifest = artifacts.read_manifest(directory)
+            source = artifacts.read_manifest(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]))
         except artifacts.ArtifactError:
-            return "corrupt artifact"
-        reasons = artifacts.staleness(manifest, params, data.load(p["dataset"]).sha256)
-        return f"stale: {reasons[0]}" if reasons else None
+            return "its training job has no artifact yet"
+        params = pruning.prune_params(p["model"], p["dataset"], profile, p["ratio"], source["npz_sha256"], **p["overrides"])
+        return _artifact_reason(pruning.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"], p["ratio"]),
+                                params, p["dataset"])
     stamp = _stamp_path(job, profile)
     if not stamp.exists():
         return "never run here"
@@ -220,6 +270,18 @@ def why_run(job: Job, profile: str) -> str | None:
         return None if stamp.read_text() == _figure_stamp(job, profile) else "notebook, parameters, code or artifacts changed"
     except artifacts.ArtifactError:
         return "an artifact is corrupt"
+
+
+def _artifact_reason(directory: Path, params: dict, dataset: str) -> str | None:
+    """Why the artifact in ``directory`` must be (re)made for ``params``; None if it is current."""
+    if not (directory / artifacts.MANIFEST).exists():
+        return "no artifact"
+    try:
+        manifest = artifacts.read_manifest(directory)
+    except artifacts.ArtifactError:
+        return "corrupt artifact"
+    reasons = artifacts.staleness(manifest, params, data.load(dataset).sha256)
+    return f"stale: {reasons[0]}" if reasons else None
 
 
 def _kernel_manager(log: Path):
@@ -285,7 +347,7 @@ def _mark_interrupted(copy: Path) -> None:
     copy.unlink()
 
 
-def run(profile: str, only: list[str] | None = None, force: bool = False, kinds: tuple[str, ...] = ("train", "figure")) -> None:
+def run(profile: str, only: list[str] | None = None, force: bool = False, kinds: tuple[str, ...] = KINDS) -> None:
     """Run the pipeline of ``profile``: every job not current (all of them with ``force``)."""
     for job in jobs(profile, only):
         if job.kind not in kinds:
@@ -296,7 +358,7 @@ def run(profile: str, only: list[str] | None = None, force: bool = False, kinds:
             print(f"{label}: up to date, skipped", flush=True)
             continue
         print(f"{label}: running ({reason}) ...", end="", flush=True)
-        if force and job.kind == "train":
+        if force and job.kind != "figure":
             job = Job(job.stage, job.kind, job.notebook, {**job.params, "force": True})
         start = time.perf_counter()
         try:
@@ -323,18 +385,21 @@ def ledger_table(profile: str) -> str:
     on which machine and precision, and the accuracy of every exit beside the paper's backbone accuracy."""
     rows = ["| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
             "|---|---|---|---|---|---|---|---|"]
-    for model, dataset in matrix(profile):
-        directory = artifacts.run_dir(ROOT / "artifacts", profile, model, dataset)
+    runs = [(model, dataset, model, artifacts.run_dir(ROOT / "artifacts", profile, model, dataset))
+            for model, dataset in matrix(profile)]
+    runs += [(model, dataset, f"{model}, {100 * ratio:.0f} % of on-device filters pruned, fine-tuned",
+              pruning.run_dir(ROOT / "artifacts", profile, model, dataset, ratio)) for model, dataset, ratio in pruned(profile)]
+    for model, dataset, label, directory in runs:
         try:
             m = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
-            rows.append(f"| {model} | {dataset} | not trained | | | | | |")
+            rows.append(f"| {label} | {dataset} | not trained | | | | | |")
             continue
         machine, reference = m.get("machine", {}), paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
         accuracy = (" / ".join(f"{a:.2f}" for a in acc) if len(acc) <= 4
                     else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}")
-        rows.append(f"| {model} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
+        rows.append(f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
                     f"{machine.get('cpu', 'not recorded')} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |")
     return "\n".join(rows)
 
@@ -370,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
         for job in jobs(args.profile, only):
             print(f"{job.stage:24s} {job.name:48s} {why_run(job, args.profile) or 'current'}")
         return
-    run(args.profile, only, args.force, ("figure",) if args.figures_only else ("train", "figure"))
+    run(args.profile, only, args.force, ("figure",) if args.figures_only else KINDS)
 
 
 if __name__ == "__main__":
