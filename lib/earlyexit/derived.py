@@ -46,10 +46,14 @@ def array_sha256(*arrays: np.ndarray) -> str:
 
 
 def artifact_key(profile: artifacts.Profile) -> dict:
-    """What an artifact contributes to a key: its parameters, data, code and npz checksums."""
+    """What an artifact contributes to a key: its parameters and the checksums of its data and arrays.
+
+    Its content, not the version of the training code: a derived result depends on what the artifact
+    holds, so an artifact recertified after a code change (:mod:`earlyexit.recertify`, same arrays)
+    keeps its derived results, while a retrained one (other arrays) recomputes them.
+    """
     m = profile.manifest
-    return {"params": m["params"], "data_sha256": m["data_sha256"], "code_sha256": m["code_sha256"],
-            "npz_sha256": m["npz_sha256"]}
+    return {"params": m["params"], "data_sha256": m["data_sha256"], "npz_sha256": m["npz_sha256"]}
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -1,0 +1,46 @@
+"""Paper A §IV feature compression: shapes, the ratio of 64, the quantiser, and what each step trains."""
+
+import torch
+
+from earlyexit import compression, latency
+from earlyexit.models import build_model
+
+
+def test_the_codec_keeps_the_feature_shape_and_sends_64_times_fewer_bits():
+    c = compression.Codec(128).eval()
+    x = torch.rand(2, 128, 16, 16)
+    z = c.encoder(x)
+    assert tuple(z.shape) == (2, 32, 8, 8) and tuple(c(x).shape) == tuple(x.shape)
+    assert x[0].numel() * 32 / (z[0].numel() * c.quantiser.bits) == 64
+    assert z[0].numel() * c.quantiser.bits == latency.feature_bits((128, 16, 16))
+
+
+def test_the_quantiser_round_trips_within_half_a_step():
+    x = torch.rand(4, 32, 8, 8) * torch.tensor([1.0, 3.0, 0.01, 100.0]).reshape(4, 1, 1, 1)
+    q = compression.Quantiser(8)(x)
+    step = x.flatten(1).amax(1) / 255
+    assert torch.all((q - x).abs().flatten(1).amax(1) <= step / 2 + 1e-6)
+    assert all(len(torch.unique(q[i])) <= 256 for i in range(4))
+
+
+def test_step2_trains_codec_and_server_only_and_keeps_the_early_exits():
+    torch.manual_seed(0)
+    net = compression.compressed(build_model("vgg16bn", "cifar100", seed=0), channels=128)
+    x = torch.rand(8, 3, 32, 32)
+    before = [p.clone() for p in net.stages[0].parameters()]
+    bn = net.stages[0][1]
+    stats = bn.running_mean.clone()
+    compression.step2_trainable(net)
+    net.train()
+    assert not bn.training and not compression.codec(net).quantise
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    loss = sum(z.logsumexp(1).mean() for z in net(x))
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, net.stages[0].parameters()))
+    assert torch.equal(stats, bn.running_mean)  # the frozen BatchNorm did not learn from the batch
+    assert compression.codec(net).encoder[0].weight.grad is not None
+    compression.step3_trainable(net)
+    net.train()
+    assert not compression.codec(net).encoder[0].weight.requires_grad and compression.codec(net).quantise
+    assert compression.codec(net).decoder[0].weight.requires_grad

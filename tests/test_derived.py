@@ -1,0 +1,29 @@
+"""Derived results: recomputed when what they depend on changes, read back otherwise."""
+
+import numpy as np
+
+from earlyexit import artifacts, derived
+
+
+def _profile(npz: str, code: str) -> artifacts.Profile:
+    manifest = {"params": {"model": "resnet44"}, "data_sha256": "d", "code_sha256": code, "npz_sha256": npz}
+    return artifacts.Profile({}, manifest)
+
+
+def test_a_result_is_kept_across_a_recertification_and_recomputed_for_new_arrays(tmp_path):
+    calls = []
+
+    def get(profile: artifacts.Profile) -> np.ndarray:
+        def compute():
+            calls.append(profile.manifest["npz_sha256"])
+            return np.arange(3.0) + len(calls)
+
+        return derived.load_or_compute(tmp_path / "r.npy", {"artifact": derived.artifact_key(profile)}, compute,
+                                       lambda value, tmp: np.save(open(tmp, "wb"), value), np.load)
+
+    first = get(_profile("a", "old code"))
+    again = get(_profile("a", "recertified code"))  # same arrays, new training-code hash
+    other = get(_profile("b", "recertified code"))  # retrained: other arrays
+    assert calls == ["a", "b"]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
