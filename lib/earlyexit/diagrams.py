@@ -1,0 +1,163 @@
+"""Architecture diagrams drawn from the model definitions (Paper A Figs. 2 and 6, Paper B Fig. 3).
+
+A network is read, never described by hand: :func:`layer_rows` runs a module's children one after
+the other on a zero input, merging each convolution with the BatchNorm and ReLU that follow it, and
+reports for every row its label, output shape and ptflops MFLOPs. :func:`draw_multiexit` lays the
+stages of a :class:`MultiExitNet` left to right with their exits below and the device / edge-server
+partition (after the last early exit) as a dashed line; :func:`draw_chain` draws a plain stack of
+layers (the Exit Predictor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.patches import FancyBboxPatch
+from torch import nn
+
+from .flops import module_flops
+from .multiexit import MultiExitNet
+
+_FOLLOWERS = (nn.BatchNorm2d, nn.ReLU)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One drawn layer (or merged conv + BN + ReLU): its label, output shape and MFLOPs."""
+
+    label: str
+    shape: tuple[int, ...]
+    mflops: float
+
+
+def describe(module: nn.Module) -> str:
+    """A short label of a layer: ``conv 3x3 64 /2``, ``dw-conv 3x3 /2``, ``FC 4096``, ``max-pool 2`` ..."""
+    if isinstance(module, nn.Conv2d):
+        kind = "dw-conv" if module.groups > 1 and module.groups == module.in_channels else "conv"
+        k = "x".join(map(str, module.kernel_size))
+        stride = f" /{module.stride[0]}" if module.stride[0] > 1 else ""
+        return f"{kind} {k}, {module.out_channels}{stride}"
+    if isinstance(module, nn.ConvTranspose2d):
+        return f"deconv {module.kernel_size[0]}x{module.kernel_size[1]}, {module.out_channels}"
+    if isinstance(module, nn.Linear):
+        return f"FC {module.out_features}"
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        kind = "max" if isinstance(module, nn.MaxPool2d) else "avg"
+        return f"{kind}-pool {module.kernel_size}"
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return "global avg-pool" if module.output_size in (1, (1, 1)) else f"avg-pool to {module.output_size}"
+    names = {"BasicBlock": "residual block", "Bottleneck": "bottleneck unit", "SeparableBlock": "DS block + Cat. + SE"}
+    name = type(module).__name__
+    if name == "SeparableBlock" and module.pool is None:
+        return "DS block"
+    return names.get(name, name.lower())
+
+
+def _groups(module: nn.Module) -> list[list[nn.Module]]:
+    """Children of ``module`` grouped: a conv with the BN/ReLU after it; flatten, dropout and bare
+    activations joined to the row before them (they change nothing a reader needs)."""
+    children = list(module.children()) if isinstance(module, nn.Sequential) else [module]
+    groups: list[list[nn.Module]] = []
+    for child in children:
+        quiet = isinstance(child, (nn.Flatten, nn.Dropout, nn.Identity)) or isinstance(child, _FOLLOWERS)
+        if groups and quiet:
+            groups[-1].append(child)
+        else:
+            groups.append([child])
+    return groups
+
+
+def _label(group: list[nn.Module]) -> str:
+    extra = [n for m, n in ((nn.BatchNorm2d, "BN"), (nn.ReLU, "ReLU")) if any(isinstance(g, m) for g in group[1:])]
+    return describe(group[0]) + (" + " + " + ".join(extra) if extra else "")
+
+
+@torch.no_grad()
+def layer_rows(module: nn.Module, x: torch.Tensor) -> tuple[list[Row], torch.Tensor]:
+    """The rows of ``module`` on input ``x`` (batch 1) and its output."""
+    rows = []
+    for group in _groups(module):
+        part = nn.Sequential(*group).eval()
+        flops = module_flops(part, x)
+        shown = x
+        for layer in group:  # the shape a reader expects: before a trailing flatten or dropout
+            x = layer(x)
+            if not isinstance(layer, (nn.Flatten, nn.Dropout, nn.Identity)):
+                shown = x
+        rows.append(Row(_label(group), tuple(shown.shape[1:]), flops / 1e6))
+    return rows, x
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _box(ax, x: float, y: float, width: float, rows: list[Row], title: str, color: str) -> float:
+    """Draw a box of ``rows`` with its top-left corner at (x, y); returns its height."""
+    height = 0.34 * (len(rows) + 1) + 0.1
+    ax.add_patch(FancyBboxPatch((x, y - height), width, height, boxstyle="round,pad=0.02", fc=color, ec="0.3", lw=0.8))
+    total = sum(r.mflops for r in rows)
+    ax.text(x + 0.08, y - 0.26, f"{title}  ({total:.2f} MFLOPs)", fontsize=6.5, weight="bold", va="center")
+    for i, r in enumerate(rows):
+        ax.text(x + 0.08, y - 0.26 - 0.34 * (i + 1), f"{r.label}", fontsize=5.6, va="center")
+        ax.text(x + width - 0.08, y - 0.26 - 0.34 * (i + 1), f"{_shape(r.shape)} | {r.mflops:.2f}", fontsize=5.6,
+                va="center", ha="right", color="0.25")
+    return height
+
+
+def draw_multiexit(model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
+                   box_width: float = 3.6) -> plt.Figure:
+    """Stages left to right, each exit under its stage, the partition after the last early exit.
+
+    Every row reads ``layer | output shape | MFLOPs``; box titles carry the part's total (Paper A's
+    :math:`O_{l_n}` and :math:`O_{e_n}`, Table V).
+    """
+    n = model.num_exits
+    stage_rows, exit_rows = [], []
+    h = torch.zeros(1, *input_shape)
+    for k in range(n):
+        rows, h = layer_rows(model.stages[k], h)
+        stage_rows.append(rows)
+        exit_rows.append(layer_rows(model.exits[k], h)[0])
+    gap = 0.5
+    top_height = max(0.34 * (len(r) + 1) + 0.1 for r in stage_rows)
+    bottom_height = max(0.34 * (len(r) + 1) + 0.1 for r in exit_rows)
+    fig_w = n * (box_width + gap) + gap
+    fig_h = top_height + bottom_height + 1.4
+    fig, ax = plt.subplots(figsize=(fig_w * 0.95, fig_h * 0.95))
+    for k in range(n):
+        x = gap + k * (box_width + gap)
+        server = k == n - 1
+        _box(ax, x, fig_h - 0.5, box_width, stage_rows[k], f"stage {k + 1}" + (" (server)" if server else ""),
+             "#dde8f5" if not server else "#f1e3d3")
+        y_exit = fig_h - 0.5 - top_height - 0.5
+        _box(ax, x, y_exit, box_width, exit_rows[k], f"exit {k + 1}" + (" (final)" if server else ""),
+             "#e3f1dd" if not server else "#f1e3d3")
+        ax.annotate("", xy=(x + box_width / 2, y_exit), xytext=(x + box_width / 2, fig_h - 0.5 - top_height),
+                    arrowprops={"arrowstyle": "->", "lw": 0.8})
+        if k:
+            ax.annotate("", xy=(x, fig_h - 0.7), xytext=(x - gap, fig_h - 0.7), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    cut = gap + (n - 1) * (box_width + gap) - gap / 2
+    ax.axvline(cut, color="C3", ls="--", lw=1)
+    ax.text(cut - 0.05, 0.15, "device", ha="right", fontsize=7, color="C3")
+    ax.text(cut + 0.05, 0.15, "edge server", ha="left", fontsize=7, color="C3")
+    ax.set_xlim(0, fig_w)
+    ax.set_ylim(0, fig_h)
+    ax.axis("off")
+    ax.set_title(title, fontsize=8)
+    return fig
+
+
+def draw_chain(module: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
+               width: float = 4.6) -> plt.Figure:
+    """One box of a module's rows (``layer | output shape | MFLOPs``), e.g. the Exit Predictor of Fig. 6."""
+    rows, _ = layer_rows(module, torch.zeros(1, *input_shape))
+    height = 0.34 * (len(rows) + 1) + 0.6
+    fig, ax = plt.subplots(figsize=(width * 0.95, height * 0.95))
+    _box(ax, 0.1, height - 0.25, width - 0.2, rows, title or type(module).__name__, "#dde8f5")
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    return fig
