@@ -55,11 +55,18 @@ def describe(module: nn.Module) -> str:
     return names.get(name, name.lower())
 
 
+def _flat(module: nn.Module) -> list[nn.Module]:
+    """The layers of ``module``, nested ``nn.Sequential`` containers opened."""
+    if not isinstance(module, nn.Sequential):
+        return [module]
+    return [layer for child in module.children() for layer in _flat(child)]
+
+
 def _groups(module: nn.Module) -> list[list[nn.Module]]:
     """Children of ``module`` grouped: a conv with the BN/ReLU after it; flatten, dropout and bare
     activations joined to the row before them (they change nothing a reader needs)."""
-    children = list(module.children()) if isinstance(module, nn.Sequential) else [module]
     groups: list[list[nn.Module]] = []
+    children = _flat(module)
     for child in children:
         quiet = isinstance(child, (nn.Flatten, nn.Dropout, nn.Identity)) or isinstance(child, _FOLLOWERS)
         if groups and quiet:
@@ -161,3 +168,48 @@ def draw_chain(module: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), ti
     ax.set_ylim(0, height)
     ax.axis("off")
     return fig
+
+
+def _short(rows: list[Row]) -> str:
+    """The label of a part's first computing row, shortened for a compact box (``conv 3x3, 64``)."""
+    return rows[0].label.split(" + ")[0] if rows else "(no layers)"
+
+
+def draw_compact(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
+                 box: float = 1.25, ax: plt.Axes | None = None) -> plt.Axes:
+    """One small box per part, left to right: for a :class:`MultiExitNet` every stage with its branch
+    beneath (``exit k`` and its MFLOPs), for a plain ``nn.Sequential`` every layer (a single-exit network).
+
+    Meant for networks with many exits (Paper B Fig. 3), where :func:`draw_multiexit` would be too wide.
+    """
+    h = torch.zeros(1, *input_shape)
+    parts: list[tuple[list[Row], list[Row] | None]] = []
+    if isinstance(model, MultiExitNet):
+        for k in range(model.num_exits):
+            rows, h = layer_rows(model.stages[k], h)
+            parts.append((rows, layer_rows(model.exits[k], h)[0]))
+    else:
+        parts = [([row], None) for row in layer_rows(model, h)[0]]
+    gap = 0.25
+    width = len(parts) * (box + gap) + gap
+    if ax is None:
+        _, ax = plt.subplots(figsize=(width * 0.55, 2.3))
+    for k, (rows, exit_rows) in enumerate(parts):
+        x = gap + k * (box + gap)
+        mflops = sum(r.mflops for r in rows)
+        shape = _shape(rows[-1].shape) if rows else "-"
+        ax.add_patch(FancyBboxPatch((x, 1.3), box, 0.8, boxstyle="round,pad=0.02", fc="#dde8f5", ec="0.3", lw=0.6))
+        ax.text(x + box / 2, 1.7, f"{_short(rows)}\n{shape}\n{mflops:.2f} MF", ha="center", va="center", fontsize=4.6)
+        if k:
+            ax.annotate("", xy=(x, 1.7), xytext=(x - gap, 1.7), arrowprops={"arrowstyle": "->", "lw": 0.5})
+        if exit_rows is not None:
+            color = "#e3f1dd" if k < len(parts) - 1 else "#f1e3d3"
+            ax.add_patch(FancyBboxPatch((x, 0.1), box, 0.7, boxstyle="round,pad=0.02", fc=color, ec="0.3", lw=0.6))
+            ax.text(x + box / 2, 0.45, f"exit {k + 1}\n{sum(r.mflops for r in exit_rows):.2f} MF", ha="center",
+                    va="center", fontsize=4.6)
+            ax.annotate("", xy=(x + box / 2, 0.8), xytext=(x + box / 2, 1.3), arrowprops={"arrowstyle": "->", "lw": 0.5})
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, 2.3)
+    ax.axis("off")
+    ax.set_title(title, fontsize=7)
+    return ax
