@@ -35,3 +35,24 @@ def test_drawings_are_made_for_a_multi_exit_network_and_a_chain():
     fig = diagrams.draw_multiexit(build_model("alexnet", "cifar10"), title="AlexNet")
     assert any("device" in t.get_text() for t in fig.axes[0].texts)
     assert diagrams.draw_chain(build_exit_predictor("LeNet", 2)).axes
+
+
+def test_expectation_steps_add_up_to_the_search_engines_expectation():
+    import numpy as np
+
+    from earlyexit import search
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 9))
+        tc, tb, conf = rng.uniform(0.1, 1, n), rng.uniform(0.05, 0.5, n), rng.uniform(size=n)
+        plan = rng.uniform(size=n) < 0.5
+        steps = diagrams.expectation_steps(tc, tb, conf, plan)
+        assert sum(s.conf * s.mass for s in steps) == pytest.approx(search.expectation(tc, tb, conf, plan))
+        assert sum(s.share for s in steps) == pytest.approx(1.0) or search.expectation(tc, tb, conf, plan) == 0
+        total = tc.sum() + tb.sum()
+        grid = search.cdf_grid_gaussian(total, total / 4)
+        cdf = lambda t: np.interp(t, np.linspace(0, total, grid.size), grid)
+        steps = diagrams.expectation_steps(tc, tb, conf, plan, cdf)
+        assert sum(s.conf * s.mass for s in steps) == pytest.approx(search.expectation_cdf(tc, tb, conf, plan, grid))
+        assert len(steps) == plan.sum() + 1 and steps[-1].end == pytest.approx(total)

@@ -5,7 +5,8 @@ the other on a zero input, merging each convolution with the BatchNorm and ReLU 
 reports for every row its label, output shape and ptflops MFLOPs. :func:`draw_multiexit` lays the
 stages of a :class:`MultiExitNet` left to right with their exits below and the device / edge-server
 partition (after the last early exit) as a dashed line; :func:`draw_chain` draws a plain stack of
-layers (the Exit Predictor).
+layers (the Exit Predictor); :func:`draw_compact` fits networks with many exits (Paper B Fig. 3), and
+:func:`expectation_steps` splits Paper B's accuracy expectation into the intervals of its Fig. 7.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
@@ -213,3 +215,40 @@ def draw_compact(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), t
     ax.axis("off")
     ax.set_title(title, fontsize=7)
     return ax
+
+
+@dataclass(frozen=True)
+class Step:
+    """One interval of Paper B's Fig. 7: from ``start`` to ``end`` the latest output has confidence
+    ``conf``; ``mass`` is the preemption probability of the interval, ``share`` its part of the
+    expectation (``conf * mass`` over Algorithm 1's value)."""
+
+    start: float
+    end: float
+    conf: float
+    mass: float
+    share: float
+
+
+def expectation_steps(tc, tb, conf, plan, cdf=None, c0: float = 0.0) -> list[Step]:
+    """The intervals Algorithm 1 sums for ``plan`` (Paper B Eq. (5), Fig. 7): a new interval starts when
+    an executed branch outputs; the last one holds until ``T = sum(tc) + sum(tb)``.
+
+    ``cdf`` maps a time in ``[0, T]`` to the preemption CDF (None: uniform). The sum of ``conf * mass``
+    is :func:`earlyexit.search.expectation` (``expectation_cdf`` for another law; tested).
+    """
+    tc, tb, conf = (np.asarray(a, dtype=np.float64) for a in (tc, tb, conf))
+    total = tc.sum() + tb.sum()
+    cdf = cdf or (lambda t: t / total)
+    bounds, levels, t, c = [0.0], [c0], 0.0, c0
+    for k, run in enumerate(np.asarray(plan, dtype=bool)):
+        t += tc[k] + (tb[k] if run else 0.0)
+        if run:
+            bounds.append(t)
+            c = conf[k]
+            levels.append(c)
+    bounds.append(total)
+    masses = [cdf(b) - cdf(a) for a, b in zip(bounds, bounds[1:])]
+    value = sum(c * m for c, m in zip(levels, masses))
+    return [Step(a, b, c, m, c * m / value if value else 0.0)
+            for a, b, c, m in zip(bounds, bounds[1:], levels, masses)]
