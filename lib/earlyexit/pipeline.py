@@ -137,12 +137,17 @@ def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | P
     return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model, dataset), params)
 
 
+def derived_dir(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> Path:
+    """The folder of a training job's derived results (:mod:`earlyexit.derived`), beside its artifact."""
+    return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived"
+
+
 def ep_scores_path(profile: str, model: str, dataset: str, lam: float, architecture: str = "ours",
                    artifact_root: str | Path = ROOT / "artifacts") -> Path:
     """Where the test scores of an Exit Predictor of ``architecture`` trained for ``lam`` on a training
     job's artifact are kept (a derived result shared by the notebooks that use the same EP)."""
     slug = re.sub(r"[^a-z0-9]+", "-", architecture.lower()).strip("-")
-    return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived" / f"ep-{slug}-lam{lam}.npz"
+    return derived_dir(profile, model, dataset, artifact_root) / f"ep-{slug}-lam{lam}.npz"
 
 
 def load_pruned(profile: str, model: str, dataset: str, ratio: float,
