@@ -44,3 +44,18 @@ def test_step2_trains_codec_and_server_only_and_keeps_the_early_exits():
     net.train()
     assert not compression.codec(net).encoder[0].weight.requires_grad and compression.codec(net).quantise
     assert compression.codec(net).decoder[0].weight.requires_grad
+
+
+def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(load_dataset, tmp_path):
+    from earlyexit import artifacts, training
+
+    load_dataset("cifar100")
+    tiny = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 1, "test_per_class": 1, "precision": "fp32"}
+    run = training.train_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
+    out = compression.compress_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
+    assert out.manifest["params"]["stage"] == "compress" and out.manifest["epochs"] == 2
+    assert (out["test_conf"][:, :2] == run["test_conf"][:, :2]).all()  # the on-device exits did not change
+    assert int(out["feature_bits"]) == latency.feature_bits((128, 16, 16)) and int(out["encoder_flops"]) > 0
+    assert "compression.py" in artifacts.code_modules("vgg16bn", "compress")
+    again = compression.compress_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
+    assert again.manifest["created"] == out.manifest["created"]

@@ -37,7 +37,7 @@ CODE_MODULES = ("data.py", "multiexit.py", "models.py", "training.py")
 #: Further modules that define some models (and so decide only their artifacts).
 MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",)}
 #: Further modules that decide the artifacts of a stage after training (its ``params["stage"]``).
-STAGE_MODULES = {"prune": ("flops.py", "pruning.py")}
+STAGE_MODULES = {"prune": ("flops.py", "pruning.py"), "compress": ("flops.py", "compression.py")}
 NPZ, MANIFEST = "profile.npz", "manifest.json"
 
 

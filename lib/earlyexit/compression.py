@@ -15,17 +15,31 @@ and FLOP counting handle unchanged. The three training steps of §IV:
    (:func:`freeze` keeps its BatchNorm statistics too, so the early exits do not change);
 3. the server-side network is fine-tuned with the quantiser in the loop, the on-device network and
    the encoder frozen (the quantiser has no gradient; nothing before it needs one).
+
+:func:`compress_and_profile` runs steps 2 and 3 on a training job's weights (the checkpoint it left,
+as the pruning stage does) and writes a profile artifact beside the training artifact. Paper A gives
+no recipe for the two steps: we take the training recipe with a learning rate cosine-annealed from
+0.01 (step 2, the codec learns from scratch) and from 0.001 (step 3, fine-tuning), epochs per profile
+in :data:`STEPS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import types
+from dataclasses import asdict, replace
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import artifacts, data, hardware
+from .flops import module_flops, part_flops
 from .multiexit import MultiExitNet
+from .pruning import load_artifact, trained_model
+from .training import TrainConfig, predict, precision_used, profile_config, train
 
 
 class Quantiser(nn.Module):
@@ -117,3 +131,70 @@ def step3_trainable(net: MultiExitNet) -> MultiExitNet:
     freeze(codec(net).encoder)
     codec(net).quantise = True
     return net
+
+
+#: Epochs of §IV's steps 2 (codec + server side) and 3 (server side with the quantiser), per profile.
+#: Paper A gives none; ``paper`` takes BottleNet++'s scale of fine-tuning, ``cpu`` one epoch each.
+STEPS: dict[str, tuple[int, int]] = {"paper": (40, 20), "cpu": (1, 1), "smoke": (1, 1)}
+
+
+def partition_channels(model: MultiExitNet, input_shape: tuple[int, ...]) -> int:
+    """Channels of the feature sent to the server: the output of the last on-device stage."""
+    return part_flops(model, input_shape)[-2].stage_output_shape[0]
+
+
+def compress_params(model_name: str, dataset: str, profile: str, source_npz_sha256: str, reduction: int = 4,
+                    bits: int = 8, **overrides) -> dict:
+    """The parameters a compression artifact records: the job, the codec, both steps' recipes and the
+    training artifact whose weights were compressed."""
+    base = profile_config(profile, model_name, **overrides)
+    step2, step3 = STEPS[profile]
+    return {"stage": "compress", "model": model_name, "dataset": dataset, "profile": profile,
+            "reduction": reduction, "bits": bits, "source_npz_sha256": source_npz_sha256,
+            "step2": asdict(replace(base, epochs=step2, anneal_epochs=step2, lr=0.01)),
+            "step3": asdict(replace(base, epochs=step3, anneal_epochs=step3, lr=0.001))}
+
+
+def run_dir(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> Path:
+    """The folder of a compression artifact: beside its training artifact, ``<model>-<dataset>-compressed``."""
+    return artifacts.run_dir(artifact_root, profile, model_name, dataset).with_name(f"{model_name}-{dataset}-compressed")
+
+
+def compress_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
+                         data_dir: str | None = None, progress: bool = True, force: bool = False,
+                         reduction: int = 4, bits: int = 8, **overrides) -> artifacts.Profile:
+    """The compression stage: §IV's steps 2 and 3 on a trained job's weights, then its profile artifact.
+
+    The artifact holds the test CS-profile of the compressed network (quantiser in the loop), the
+    uncompressed network's part FLOPs (``part_flops``), the encoder's FLOPs (run on the device for every
+    sample sent to the server) and the bits sent per such sample (``feature_bits``).
+    """
+    source = load_artifact(artifact_root, profile, model_name, dataset, **overrides)
+    params = compress_params(model_name, dataset, profile, source.manifest["npz_sha256"], reduction, bits, **overrides)
+    ds = data.load(dataset, data_dir)
+    directory = run_dir(artifact_root, profile, model_name, dataset)
+    if not force:
+        with contextlib.suppress(artifacts.ArtifactError):
+            return artifacts.load_profile(directory, params, ds.sha256)
+    shape = tuple(ds.x_test.shape[1:])
+    base = trained_model(artifact_root, profile, model_name, dataset, **overrides)
+    channels = partition_channels(base, shape)
+    net = step2_trainable(compressed(base, channels, reduction, bits))
+    code = artifacts.code_sha256(model_name, "compress")
+    history = []
+    for step, prepare in (("step2", step2_trainable), ("step3", step3_trainable)):
+        cfg = TrainConfig(**params[step])
+        prepare(net)
+        history += train(net, ds, cfg, directory / f"{step}.pt", progress, code_sha256=code, fresh=force)
+    idx = data.stratified_indices(ds.y_test, params["step3"]["test_per_class"], params["step3"]["seed"])
+    arrays = artifacts.exit_profile(predict(net, ds.x_test[idx], ds.name, progress=progress), ds.y_test[idx], "test")
+    feature = part_flops(base, shape)[-2].stage_output_shape
+    arrays |= {"part_flops": np.array([[p.stage, p.exit] for p in part_flops(base, shape)]),
+               "encoder_flops": np.array(module_flops(codec(net).encoder.cpu().eval(), torch.zeros(1, *feature))),
+               "feature_bits": np.array(codec(net).encoder[0].out_channels * np.prod(
+                   [(s + 1) // 2 for s in feature[1:]]) * bits)}
+    artifacts.write_profile(directory, arrays, params=params, data_sha256=ds.sha256,
+                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history), history=history,
+                            test_accuracy=arrays["test_correct"].mean(0).tolist(),
+                            machine=hardware.machine_record(precision_used(history)))
+    return artifacts.load_profile(directory, params, ds.sha256)
