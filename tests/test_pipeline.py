@@ -1,5 +1,7 @@
 """The papermill runner: jobs per profile, parameter checks, and failures named by notebook and cell."""
 
+from pathlib import Path
+
 import nbformat
 import numpy as np
 import pytest
@@ -196,3 +198,17 @@ def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_pa
     assert kinds.index("prune") > max(i for i, k in enumerate(kinds) if k == "train")
     job = next(j for j in pipeline.jobs("cpu") if j.kind == "prune")
     assert job.name.endswith(f"-{job.params['dataset']}-pruned{round(100 * job.params['ratio']):02d}")
+
+
+def test_compress_jobs_name_a_training_job(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["vgg16bn", "cifar100"]]\n'
+            '[[stages]]\nid = "compress"\nkind = "compress"\nnotebook = "c.ipynb"\nmatrix.smoke = [{}]\n')
+    toml.write_text(base.format('["vgg16bn", "cifar100"]'))
+    assert pipeline._compress_entries("smoke", toml) == [("vgg16bn", "cifar100")]
+    for bad in ('["vgg16bn", "cifar10"]', '["vgg16bn", "cifar100", 0.5]'):
+        toml.write_text(base.format(bad))
+        with pytest.raises(SystemExit, match=r"\[model, dataset\] with \[model, dataset\] a training job"):
+            pipeline._compress_entries("smoke", toml)
+    assert pipeline.Job("compress", "compress", Path("03_compress_features.ipynb"),
+                        {"model": "vgg16bn", "dataset": "cifar100"}).name == "03_compress_features-vgg16bn-cifar100-compressed"

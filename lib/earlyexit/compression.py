@@ -198,3 +198,11 @@ def compress_and_profile(model_name: str, dataset: str, profile: str, artifact_r
                             test_accuracy=arrays["test_correct"].mean(0).tolist(),
                             machine=hardware.machine_record(precision_used(history)))
     return artifacts.load_profile(directory, params, ds.sha256)
+
+
+def load_compressed(artifact_root: str | Path, profile: str, model_name: str, dataset: str,
+                    **overrides) -> artifacts.Profile:
+    """A current compression artifact (of the current training artifact), refused if missing, corrupt or stale."""
+    source = artifacts.read_manifest(artifacts.run_dir(artifact_root, profile, model_name, dataset))
+    params = compress_params(model_name, dataset, profile, source["npz_sha256"], **overrides)
+    return artifacts.load_profile(run_dir(artifact_root, profile, model_name, dataset), params)

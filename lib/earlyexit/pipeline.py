@@ -3,7 +3,8 @@
 Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dataset]`` of its
 profile's matrix and is skipped while that artifact is current (parameters, code, data); a *prune*
 stage runs once per ``[model, dataset, ratio]`` of its matrix on the weights a training job left
-behind (skipped while its own artifact is current for the current training artifact); a *figure*
+behind (skipped while its own artifact is current for the current training artifact), a *compress*
+stage likewise once per ``[model, dataset]`` (Paper A §IV's feature compression); a *figure*
 stage is skipped while its notebook, parameters, library code and the profile's artifacts are
 unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; a notebook run with
 its own default parameters (the shipped ``cpu`` profile) is also written back in place, so the
@@ -25,7 +26,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artifacts, data, derived, paper, pruning
+from . import artifacts, compression, data, derived, paper, pruning
 from .models import BUILDERS
 from .training import PROFILES, stage_params
 
@@ -33,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
 
 
-#: The kinds of stage, in the order a pipeline needs them (a prune stage reads a training job's weights).
-KINDS = ("train", "prune", "figure")
+#: The kinds of stage, in the order a pipeline needs them (prune and compress stages read a training
+#: job's weights).
+KINDS = ("train", "prune", "compress", "figure")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Job:
         suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind != "figure" else ""
         if self.kind == "prune":
             suffix += f"-pruned{round(100 * self.params['ratio']):02d}"
+        if self.kind == "compress":
+            suffix += "-compressed"
         return f"{self.notebook.stem}{suffix}"
 
 
@@ -94,22 +98,35 @@ def _train_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tu
     return entries
 
 
-def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
-    """``(model, dataset, ratio)`` of every pruning job of ``profile``; each must prune a training job of
-    the profile (whose checkpoint it reads) by a ratio in (0, 1), else the run exits naming the entry."""
+def _entries_on_trained(kind: str, profile: str, path: Path, items: tuple[str, ...]) -> list[tuple[str, list]]:
+    """``(where, entry)`` of every matrix entry of the stages of ``kind``: lists of ``items`` whose first two
+    name a training job of ``profile`` (whose checkpoint the stage reads), else the run exits naming it."""
     trained = set(matrix(profile, path))
-    entries = []
-    for stage in (s for s in load_stages(path) if s["kind"] == "prune"):
+    out = []
+    for stage in (s for s in load_stages(path) if s["kind"] == kind):
         for entry in stage.get("matrix", {}).get(profile, []):
             where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
-            if not (isinstance(entry, list) and len(entry) == 3 and tuple(entry[:2]) in trained):
-                raise SystemExit(f"{where}: an entry is [model, dataset, ratio] with [model, dataset] a training "
-                                 f"job of the same profile ({sorted(trained)})")
-            try:
-                entries.append((entry[0], entry[1], pruning.check_ratio(entry[2])))
-            except ValueError as err:
-                raise SystemExit(f"{where}: {err}") from None
+            if not (isinstance(entry, list) and len(entry) == len(items) and tuple(entry[:2]) in trained):
+                raise SystemExit(f"{where}: an entry is [{', '.join(items)}] with [model, dataset] a training job "
+                                 f"of the same profile ({sorted(trained)})")
+            out.append((where, entry))
+    return out
+
+
+def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
+    """``(model, dataset, ratio)`` of every pruning job of ``profile``, the ratio in (0, 1)."""
+    entries = []
+    for where, entry in _entries_on_trained("prune", profile, path, ("model", "dataset", "ratio")):
+        try:
+            entries.append((entry[0], entry[1], pruning.check_ratio(entry[2])))
+        except ValueError as err:
+            raise SystemExit(f"{where}: {err}") from None
     return entries
+
+
+def _compress_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
+    """``(model, dataset)`` of every feature-compression job of ``profile``."""
+    return [(e[0], e[1]) for _, e in _entries_on_trained("compress", profile, path, ("model", "dataset"))]
 
 
 def check_profile(profile: str) -> str:
@@ -161,6 +178,12 @@ def pruned(profile: str) -> list[tuple[str, str, float]]:
     return _prune_entries(profile)
 
 
+def load_compressed(profile: str, model: str, dataset: str,
+                    artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+    """The artifact of a feature-compression job of ``pipeline.toml``, refused if missing, corrupt or stale."""
+    return compression.load_compressed(artifact_root, profile, model, dataset, **overrides(profile, model, dataset))
+
+
 def figures_dir(profile: str) -> Path:
     """Where a profile's figures go: ``figures/`` for the shipped ``cpu`` profile, else ``runs/<profile>``."""
     return ROOT / "figures" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "figures"
@@ -191,6 +214,9 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
             out += [Job(s["id"], "prune", notebook, {**common, "model": m, "dataset": d, "ratio": r,
                                                      "overrides": overrides(profile, m, d)})
                     for m, d, r in _prune_entries(profile)]
+        elif s["kind"] == "compress":
+            out += [Job(s["id"], "compress", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
+                    for m, d in _compress_entries(profile)]
         elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -260,14 +286,17 @@ def why_run(job: Job, profile: str) -> str | None:
     if job.kind == "train":
         params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
         return _artifact_reason(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]), params, p["dataset"])
-    if job.kind == "prune":
+    if job.kind in ("prune", "compress"):
         try:
             source = artifacts.read_manifest(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]))
         except artifacts.ArtifactError:
             return "its training job has no artifact yet"
-        params = pruning.prune_params(p["model"], p["dataset"], profile, p["ratio"], source["npz_sha256"], **p["overrides"])
-        return _artifact_reason(pruning.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"], p["ratio"]),
-                                params, p["dataset"])
+        at = (ROOT / "artifacts", profile, p["model"], p["dataset"])
+        if job.kind == "prune":
+            params = pruning.prune_params(p["model"], p["dataset"], profile, p["ratio"], source["npz_sha256"], **p["overrides"])
+            return _artifact_reason(pruning.run_dir(*at, p["ratio"]), params, p["dataset"])
+        params = compression.compress_params(p["model"], p["dataset"], profile, source["npz_sha256"], **p["overrides"])
+        return _artifact_reason(compression.run_dir(*at), params, p["dataset"])
     stamp = _stamp_path(job, profile)
     if not stamp.exists():
         return "never run here"
@@ -394,6 +423,8 @@ def ledger_table(profile: str) -> str:
             for model, dataset in matrix(profile)]
     runs += [(model, dataset, f"{model}, {100 * ratio:.0f} % of on-device filters pruned, fine-tuned",
               pruning.run_dir(ROOT / "artifacts", profile, model, dataset, ratio)) for model, dataset, ratio in pruned(profile)]
+    runs += [(model, dataset, f"{model}, feature codec trained (steps 2, 3 of §IV)",
+              compression.run_dir(ROOT / "artifacts", profile, model, dataset)) for model, dataset in _compress_entries(profile)]
     for model, dataset, label, directory in runs:
         try:
             m = artifacts.read_manifest(directory)
