@@ -11,7 +11,10 @@ export EARLYEXIT_DOWNLOAD ?= $(if $(wildcard $(SHARED_DATA)/unpack.py),0,1)
 BIN := $(VENV)/bin
 
 
-.PHONY: figures pipeline test smoke nbval unit data benchmark lab clean
+BOOK_VENV ?= .venv-book
+BOOK_HTML := build/book/_build/html
+
+.PHONY: figures pipeline test smoke nbval unit data benchmark lab book book-check clean
 
 ## main job: regenerate every figure and table from the committed artifacts (no training)
 figures: $(VENV)/.installed data
@@ -21,8 +24,8 @@ figures: $(VENV)/.installed data
 pipeline: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile $(PROFILE)
 
-## tests: unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks
-test: unit smoke nbval
+## tests: unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks, the book in Chromium
+test: unit smoke nbval book-check
 
 unit: $(VENV)/.installed data
 	$(BIN)/pytest -q tests
@@ -38,6 +41,22 @@ nbval: $(VENV)/.installed data
 benchmark: $(VENV)/.installed data
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_training.py
+
+## the notebooks as a static HTML book (shipped outputs, nothing executed): build/book/_build/html/index.html
+book: $(BOOK_VENV)/.installed
+	$(BOOK_VENV)/bin/python book/build.py
+
+## open two rendered pages in headless Chromium (Debian's, installed here if missing) and check figures and equations
+book-check: book $(VENV)/.installed
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| (echo "book-check needs Debian's chromium: apt-get install chromium" && exit 1)
+	EARLYEXIT_BOOK=$(BOOK_HTML) $(BIN)/pytest -q -p no:cacheprovider tests/test_book_in_browser.py
+
+$(BOOK_VENV)/.installed: book/requirements.txt
+	$(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/pip install -qq --upgrade pip
+	$(BOOK_VENV)/bin/pip install -qq -r book/requirements.txt
+	touch $@
 
 lab: $(VENV)/.installed data
 	$(BIN)/jupyter lab notebooks/
@@ -55,4 +74,4 @@ data: $(VENV)/.installed
 	else echo "no $(SHARED_DATA): datasets will be downloaded into $(DATA_DIR) on first use"; fi
 
 clean:
-	rm -rf runs artifacts/smoke
+	rm -rf runs artifacts/smoke build/book build/book-src

@@ -1,5 +1,7 @@
 """Paper A §IV feature compression: shapes, the ratio of 64, the quantiser, and what each step trains."""
 
+import numpy as np
+import pytest
 import torch
 
 from earlyexit import compression, latency
@@ -21,6 +23,27 @@ def test_the_quantiser_round_trips_within_half_a_step():
     step = x.flatten(1).amax(1) / 255
     assert torch.all((q - x).abs().flatten(1).amax(1) <= step / 2 + 1e-6)
     assert all(len(torch.unique(q[i])) <= 256 for i in range(4))
+
+
+def test_a_pruned_codec_sends_fewer_channels_and_equals_the_codec_with_those_channels_zeroed():
+    torch.manual_seed(0)
+    c = compression.Codec(64).eval()
+    for m in (c.encoder[1], c.decoder[1]):
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(3, 64, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(compression.pruned_codec(c, 0.0)(x), c(x))
+        c.quantise = False
+        half = compression.pruned_codec(c, 0.5)
+        assert half.encoder[0].out_channels == 8 and half.decoder[0].in_channels == 8
+        kept = c.encoder[0].weight.flatten(1).norm(dim=1).argsort(descending=True)[:8]
+        mask = torch.zeros(16, 1, 1)
+        mask[kept] = 1
+        assert torch.allclose(half(x), c.decoder(c.encoder(x) * mask), atol=1e-5)
+    assert compression.sent_bits(half, (64, 8, 8)) * 2 == compression.sent_bits(c, (64, 8, 8))
+    with pytest.raises(ValueError, match="at least one"):
+        compression.pruned_codec(c, 1.0)
 
 
 def test_step2_trains_codec_and_server_only_and_keeps_the_early_exits():
@@ -57,5 +80,9 @@ def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(lo
     assert (out["test_conf"][:, :2] == run["test_conf"][:, :2]).all()  # the on-device exits did not change
     assert int(out["feature_bits"]) == latency.feature_bits((128, 16, 16)) and int(out["encoder_flops"]) > 0
     assert "compression.py" in artifacts.code_modules("vgg16bn", "compress")
+    ratios = out.manifest["params"]["encoder_prune_ratios"]
+    assert out["encoder_prune_correct"].shape == (len(ratios), len(out["test_label"]))
+    assert (out["encoder_prune_correct"][0] == out["test_correct"][:, -1]).all()  # ratio 0: the codec as trained
+    assert int(out["encoder_prune_bits"][0]) == int(out["feature_bits"]) and (np.diff(out["encoder_prune_bits"]) < 0).all()
     again = compression.compress_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
     assert again.manifest["created"] == out.manifest["created"]

@@ -40,10 +40,17 @@ def test_candidates_agree_with_the_evaluator_and_the_solver_with_enumeration():
     parts = [PartFlops(1_000_000, 500_000, ()), PartFlops(2_000_000, 300_000, ()), PartFlops(5_000_000, 100_000, ())]
     cands = latency.candidates(conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, ep_flops=100_000)
     assert len(cands.accuracy) == 3**2 * 2**2
-    k = 17
-    direct = ep_inference.evaluate(conf, parts, cands.lam[k], cands.gamma[k], scores, 100_000)
-    assert cands.accuracy[k] == direct.summary(correct)["accuracy"]
-    assert cands.device_flops[k] == pytest.approx(direct.device_flops.mean())
+    for k in range(len(cands.accuracy)):  # the array form of Algorithm 1 equals the evaluator row by row
+        direct = ep_inference.evaluate(conf, parts, cands.lam[k], cands.gamma[k], scores, 100_000)
+        assert cands.accuracy[k] == pytest.approx(direct.summary(correct)["accuracy"])
+        assert cands.device_flops[k] == pytest.approx(direct.device_flops.mean())
+        assert cands.offload_share[k] == pytest.approx(direct.summary(correct)["exit_share"][-1])
+    sent = latency.candidates(conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, 100_000, offload_flops=7e5, chunk=5)
+    assert np.allclose(sent.device_flops, cands.device_flops + 7e5 * cands.offload_share)
+    plain = latency.candidates(conf, correct, parts, [0.3, 0.9])
+    ideal = latency.candidates(conf, correct, parts, [0.3, 0.9], oracle=True)
+    assert np.array_equal(plain.accuracy, ideal.accuracy) and (ideal.device_flops <= plain.device_flops).all()
+    assert ideal.device_flops[1] == pytest.approx(ep_inference.oracle(conf, parts, ideal.lam[1]).device_flops.mean())
     bandwidths = np.array([1e5, 1e6, 1e7])
     choice = latency.solve(cands, bandwidths, bits=5_000, r_comp=1e9, tau=0.004)
     lat = latency.mean_latency(cands.device_flops, cands.offload_share, 5_000, 1e9, bandwidths)
@@ -64,3 +71,19 @@ def test_regressors_reproduce_their_training_optima():
     assert np.abs(fitted - targets).max() < 0.02
     with pytest.raises(ValueError, match="one row of thresholds per bandwidth"):
         latency.fit_regressor(bandwidths, targets[:3], (0.1, 1.0))
+
+
+def test_measured_part_times_add_up_to_a_whole_on_device_pass():
+    from earlyexit import compression
+    from earlyexit.exit_predictor import build_exit_predictor
+    from earlyexit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("alexnet", "cifar10")
+    threads = torch.get_num_threads()
+    channels = compression.partition_channels(model, (3, 32, 32))
+    times = latency.time_parts(model, compression.encoder(channels), build_exit_predictor("ours", 2), (3, 32, 32), repeats=15)
+    assert times["stage"].shape == (2,) and (times["stage"] > 0).all() and times["ep"] > 0
+    parts = times["stage"].sum() + times["exit"].sum() + times["encoder"]
+    assert 0.5 < parts / times["whole_pass"] < 2.0  # generous: a loaded 2-core machine is noisy
+    assert torch.get_num_threads() == threads  # the thread count is restored

@@ -13,6 +13,9 @@ thresholds (§IV) come from small regression models fitted to the optima at a fe
 from __future__ import annotations
 
 import itertools
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +24,7 @@ from torch import Tensor, nn
 
 from . import ep_inference
 from .flops import PartFlops
+from .multiexit import MultiExitNet
 
 #: §V-C: Raspberry Pi 3 computation speed (FLOPs per second) and the latency requirement (seconds).
 RPI3_FLOPS = 3.62e9
@@ -59,24 +63,53 @@ class Candidates:
 
 
 def candidates(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], lam_values, gamma_values=(0.0,),
-               scores: np.ndarray | None = None, ep_flops: float = 0.0, oracle: bool = False) -> Candidates:
+               scores: np.ndarray | None = None, ep_flops: float = 0.0, oracle: bool = False,
+               offload_flops: float = 0.0, chunk: int = 256) -> Candidates:
     """Every combination of per-exit thresholds from ``lam_values`` (and ``gamma_values`` with ``scores``)
-    evaluated by Algorithm 1 on the artifact's test confidences (``oracle``: §III's oracle instead)."""
+    evaluated by Algorithm 1 on the artifact's test confidences (``oracle``: §III's oracle instead).
+
+    ``offload_flops`` is spent on the device for every sample sent to the server (the feature encoder).
+    Algorithm 1 runs on ``chunk`` candidates at a time as array operations (the same rule as
+    :func:`ep_inference.evaluate`), so tens of thousands of candidates take seconds.
+    """
+    conf, correct = np.asarray(conf), np.asarray(correct)
     n = conf.shape[1] - 1
-    lams = list(itertools.product(lam_values, repeat=n))
-    gammas = list(itertools.product(gamma_values, repeat=n)) if scores is not None else [(0.0,) * n]
-    rows = []
-    for lam, gamma in itertools.product(lams, gammas):
-        if oracle:
-            result = ep_inference.oracle(conf, parts, lam)
-        elif scores is None:
-            result = ep_inference.evaluate(conf, parts, lam)
-        else:
-            result = ep_inference.evaluate(conf, parts, lam, gamma, scores, ep_flops)
-        s = result.summary(correct)
-        rows.append((lam, gamma, s["accuracy"], result.device_flops.mean(), s["exit_share"][-1]))
-    lam, gamma, acc, flops, share = (np.array(col, dtype=np.float64) for col in zip(*rows))
-    return Candidates(lam, gamma, acc, flops, share)
+    lam = np.array(list(itertools.product(lam_values, repeat=n)), dtype=np.float64)
+    gamma = (np.array(list(itertools.product(gamma_values, repeat=n)), dtype=np.float64) if scores is not None
+             else np.zeros((1, n)))
+    lam, gamma = np.repeat(lam, len(gamma), 0), np.tile(gamma, (len(lam), 1))
+    if oracle:
+        if scores is not None:
+            raise ValueError("the oracle needs no Exit Predictor scores")
+        outcomes = [ep_inference.oracle(conf, parts, row) for row in lam]
+        device = np.array([o.device_flops.mean() for o in outcomes])
+        share = np.array([np.mean(o.exit == n) for o in outcomes])
+        accuracy = np.array([o.summary(correct)["accuracy"] for o in outcomes])
+    else:
+        device, share, accuracy = _algorithm1(conf, correct, parts, lam, gamma, scores, ep_flops, chunk)
+    return Candidates(lam, gamma, accuracy, device + offload_flops * share, share)
+
+
+def _algorithm1(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], lam: np.ndarray, gamma: np.ndarray,
+                scores: np.ndarray | None, ep_flops: float, chunk: int) -> tuple[np.ndarray, ...]:
+    """Mean on-device FLOPs, share of samples sent to the server and accuracy, each (K,), of K threshold rows."""
+    n = conf.shape[1] - 1
+    stage = np.array([p.stage for p in parts[:n]], dtype=np.float64)
+    head = np.array([p.exit for p in parts[:n]], dtype=np.float64)
+    samples = np.arange(conf.shape[0])[None, :]
+    device, share, accuracy = [], [], []
+    for start in range(0, len(lam), chunk):
+        lam_c, gamma_c = lam[start:start + chunk, None, :], gamma[start:start + chunk, None, :]
+        run = (scores[None] >= gamma_c) if scores is not None else np.ones((1, *conf[:, :n].shape), dtype=bool)
+        stops = run & (conf[None, :, :n] >= lam_c)
+        exit_ = np.where(stops.any(2), stops.argmax(2), n)
+        before = np.arange(n)[None, None, :] <= exit_[..., None]
+        reached = np.arange(n)[None, None, :] <= np.minimum(exit_, n - 1)[..., None]
+        per_sample = (reached @ stage) + ((run & before) @ head)
+        device.append(ep_flops + per_sample.mean(1))
+        share.append((exit_ == n).mean(1))
+        accuracy.append(correct[samples, exit_].mean(1))
+    return np.concatenate(device), np.concatenate(share), np.concatenate(accuracy)
 
 
 @dataclass(frozen=True)
@@ -144,3 +177,50 @@ def fit_regressor(bandwidths_mbps, thresholds: np.ndarray, interval_mbps: tuple[
         loss.backward()
         opt.step()
     return model.eval()
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(3):  # warm-up: allocator, lazy initialisation
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def time_parts(model: MultiExitNet, encoder: nn.Module, ep: nn.Module | None, input_shape: tuple[int, ...],
+               repeats: int = 30, threads: int = 1) -> dict:
+    """The measured counterpart of Eq. (11)'s on-device FLOPs: median seconds of every on-device part at
+    batch 1 on this CPU with ``threads`` threads, in float32 — each on-device stage and early exit, the
+    feature encoder and the Exit Predictor — and of one whole on-device pass (every stage and early exit,
+    then the encoder) timed end to end, to check that the parts add up. Times do not depend on the
+    weights' values, so an untrained network of the same architecture serves."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model, encoder = model.eval(), encoder.eval()
+        x = torch.zeros(1, *input_shape)
+        n = model.num_exits - 1
+        inputs, h = [], x
+        for i in range(n):
+            inputs.append(h)
+            h = model.stage(i, h)
+        outputs = [model.stage(i, inputs[i]) for i in range(n)]
+
+        def whole() -> None:
+            z = x
+            for i in range(n):
+                z = model.stage(i, z)
+                model.exit(i, z)
+            encoder(z)
+
+        return {"stage": np.array([_median_seconds(lambda i=i: model.stage(i, inputs[i]), repeats) for i in range(n)]),
+                "exit": np.array([_median_seconds(lambda i=i: model.exit(i, outputs[i]), repeats) for i in range(n)]),
+                "encoder": _median_seconds(lambda: encoder(h), repeats),
+                "ep": _median_seconds(lambda: ep.eval()(x), repeats) if ep is not None else 0.0,
+                "whole_pass": _median_seconds(whole, repeats), "threads": threads, "repeats": repeats}
+    finally:
+        torch.set_num_threads(previous)

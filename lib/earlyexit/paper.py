@@ -54,6 +54,10 @@ A_TABLE5 = {
 #: Paper A Table VI: (O_l1, O_e1, O_l2, O_e2, O_l3, O_e3), ResNet44 with three early exits, CIFAR-100.
 A_TABLE6 = {("cifar100", "resnet44_3exit"): (5.29, 10.03, 14.4, 5.23, 18.13, 4.97)}
 
+#: Paper A §V-C (Fig. 10, VGG16-BN on CIFAR-100): the feature compression ratio, the accuracy it may cost
+#: at most (%), and EE (Static)'s confidence thresholds. The device speed and tau are in ``latency``.
+A_SEC5C = {"compression_ratio": 64, "compression_accuracy_drop_pct": 0.5, "static_lam": (0.95, 0.85)}
+
 #: Paper B Table I: execution time (ms) of the search engine, (max, avg, min), Python vs C, for
 #: MSDNet with 40 blocks (§VI-A; the paper does not state m, Fig. 12 suggests 4 or 5).
 B_TABLE1 = {
@@ -62,6 +66,10 @@ B_TABLE1 = {
     ("hybrid", "Python"): (4.9145, 4.6599, 4.3861),
     ("hybrid", "C"): (0.1292, 0.1277, 0.1267),
 }
+
+#: Paper A §V-C (Fig. 10, VGG16-BN on CIFAR-100): the feature compression ratio, the accuracy it may cost
+#: at most (%), and EE (Static)'s confidence thresholds. The device speed and tau are in ``latency``.
+A_SEC5C = {"compression_ratio": 64, "compression_accuracy_drop_pct": 0.5, "static_lam": (0.95, 0.85)}
 
 #: Paper B Table III: Activation Cache, by model: (exits, time reduced in %, memory in bytes).
 #: The memory column equals 4 * (h1 + exits) bytes, which gives the input-layer widths h1 used here.

@@ -26,6 +26,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import artifacts, compression, data, derived, paper, pruning
 from .models import BUILDERS
 from .training import PROFILES, stage_params
@@ -159,12 +161,14 @@ def derived_dir(profile: str, model: str, dataset: str, artifact_root: str | Pat
     return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived"
 
 
-def ep_scores_path(profile: str, model: str, dataset: str, lam: float, architecture: str = "ours",
+def ep_scores_path(profile: str, model: str, dataset: str, lam, architecture: str = "ours",
                    artifact_root: str | Path = ROOT / "artifacts") -> Path:
-    """Where the test scores of an Exit Predictor of ``architecture`` trained for ``lam`` on a training
-    job's artifact are kept (a derived result shared by the notebooks that use the same EP)."""
+    """Where the test scores of an Exit Predictor of ``architecture`` trained for ``lam`` (one threshold
+    for every exit, or one per exit) on a training job's artifact are kept (a derived result shared by
+    the notebooks that use the same EP): ``ep-<architecture>-lam0.95.npz``, ``ep-ours-lam0.95-0.85.npz``."""
     slug = re.sub(r"[^a-z0-9]+", "-", architecture.lower()).strip("-")
-    return derived_dir(profile, model, dataset, artifact_root) / f"ep-{slug}-lam{lam}.npz"
+    lams = "-".join(f"{float(v):g}" for v in np.atleast_1d(lam))
+    return derived_dir(profile, model, dataset, artifact_root) / f"ep-{slug}-lam{lams}.npz"
 
 
 def load_pruned(profile: str, model: str, dataset: str, ratio: float,
