@@ -38,6 +38,10 @@ def test_static_methods_equal_algorithm_1_and_the_latency_model():
         np.array([o.device_flops.mean() + 2e6 * share]), np.array([share]), 4096, latency.RPI3_FLOPS, np.array([0.5e6]))[0, 0])
     ep = bandwidth.static(s, [0.5], (0.9, 0.8), (0.3, 0.6))
     assert ep.knobs["gamma2"][0] == 0.6 and ep.method == "EE+EP (Static)"
+    same = bandwidth.static(s, [0.5, 5.0], 0.9)  # one threshold for both exits
+    assert same.knobs["lam2"].tolist() == [0.9, 0.9] and bandwidth.on_device(s, same) == pytest.approx(same.device_latency)
+    with pytest.raises(ValueError, match="needs the Exit Predictor's scores"):
+        bandwidth.static(bandwidth.Setting(**{**s.__dict__, "scores": None}), [0.5], 0.9, 0.5)
 
 
 def test_encoder_pruning_takes_the_smallest_ratio_that_meets_tau():

@@ -103,13 +103,18 @@ def _point(s: Setting, lam, gamma=None, oracle: bool = False, skip_exits: bool =
     return summary["accuracy"], float(o.device_flops.mean()) + s.encoder_flops * share, share
 
 
-def _sweep(s: Setting, method: str, kind: str, bandwidth_mbps, points: list[tuple[float, float, float]], bits=None,
+def _sweep(s: Setting, method: str, kind: str, bandwidth_mbps, points: list[tuple[float, float, float]],
            knobs: dict | None = None) -> Sweep:
-    bw = np.asarray(bandwidth_mbps, dtype=np.float64)
+    """A sweep from each bandwidth's (accuracy, on-device FLOPs, share sent): Eq. (11) averaged over samples."""
+    bw = np.atleast_1d(np.asarray(bandwidth_mbps, dtype=np.float64))
     acc, flops, share = (np.array(col, dtype=np.float64) for col in zip(*points))
-    bits = np.full(len(bw), s.bits) if bits is None else np.asarray(bits, dtype=np.float64)
     device = flops / s.r_comp
-    return Sweep(method, kind, bw, acc, device + share * bits / (bw * 1e6), device, s.tau, knobs or {})
+    return Sweep(method, kind, bw, acc, device + share * s.bits / (bw * 1e6), device, s.tau, knobs or {})
+
+
+def _per_exit(s: Setting, values) -> np.ndarray:
+    """One threshold per early exit (a scalar is repeated)."""
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), (s.conf.shape[1] - 1,)).copy()
 
 
 def backbone(s: Setting, bandwidth_mbps) -> Sweep:
@@ -119,9 +124,12 @@ def backbone(s: Setting, bandwidth_mbps) -> Sweep:
 
 def static(s: Setting, bandwidth_mbps, lam, gamma=None) -> Sweep:
     """EE (Static) with confidence thresholds ``lam``; EE+EP (Static) with the EP's thresholds ``gamma`` too."""
+    if gamma is not None and s.scores is None:
+        raise ValueError("EE+EP (Static) needs the Exit Predictor's scores: Setting.from_artifact(run, scores, ep_flops)")
     b = len(np.atleast_1d(bandwidth_mbps))
+    lam, gamma = _per_exit(s, lam), None if gamma is None else _per_exit(s, gamma)
     name = "EE (Static)" if gamma is None else "EE+EP (Static)"
-    knobs = _knobs(np.tile(np.atleast_1d(lam), (b, 1)), None if gamma is None else np.tile(gamma, (b, 1)))
+    knobs = _knobs(np.tile(lam, (b, 1)), None if gamma is None else np.tile(gamma, (b, 1)))
     return _sweep(s, name, "ee" if gamma is None else "ep", bandwidth_mbps, [_point(s, lam, gamma)] * b, knobs=knobs)
 
 
@@ -171,7 +179,8 @@ class Regressors:
     optima: pd.DataFrame  # interval, bandwidth and the optimal thresholds it was fitted on
 
     def __call__(self, bandwidth_mbps) -> np.ndarray:
-        """Thresholds (B, k) at each bandwidth, from the first interval containing it (the nearest outside)."""
+        """Thresholds (B, k) at each bandwidth, from the first interval containing it (the nearest outside),
+        set to 0.001 (so that the last bits of a float, which differ between CPUs, never move a decision)."""
         bw = np.atleast_1d(np.asarray(bandwidth_mbps, dtype=np.float64))
         intervals = list(self.models)
         outputs = self.models[intervals[0]].layers[-1].out_features
@@ -179,7 +188,7 @@ class Regressors:
         with torch.no_grad():
             for i, b in enumerate(bw):
                 out[i] = self.models[_interval_of(b, intervals)](torch.tensor([b])).double().numpy()[0]
-        return out
+        return np.round(out, 3)
 
 
 def _interval_of(bandwidth: float, intervals: list[tuple[float, float]]) -> tuple[float, float]:
@@ -216,7 +225,8 @@ def encoder_pruning(s: Setting, bandwidth_mbps, lam) -> Sweep:
     """EE (Adaptive, Pruning): EE (Static)'s thresholds, and at each bandwidth the smallest encoder pruning
     ratio whose mean latency meets tau (the most pruned codec where none does). The pruned encoder's
     FLOPs shrink with its channels; samples sent to the server are answered by the pruned codec's last exit."""
-    bw = np.asarray(bandwidth_mbps, dtype=np.float64)
+    bw = np.atleast_1d(np.asarray(bandwidth_mbps, dtype=np.float64))
+    lam = _per_exit(s, lam)
     o = ep_inference.evaluate(s.conf, s.parts, lam)
     n = s.conf.shape[1] - 1
     sent = o.exit == n
@@ -230,7 +240,7 @@ def encoder_pruning(s: Setting, bandwidth_mbps, lam) -> Sweep:
     accuracy = (early[None, :] | (sent[None, :] & s.prune_correct)).mean(1)
     cols = np.arange(len(bw))
     return Sweep("EE (Adaptive, Pruning)", "pruning", bw, accuracy[pick], lat[pick, cols], device[pick], s.tau,
-                 _knobs(np.tile(np.atleast_1d(lam), (len(bw), 1)), None) | {"prune_ratio": s.prune_ratio[pick]})
+                 _knobs(np.tile(lam, (len(bw), 1)), None) | {"prune_ratio": s.prune_ratio[pick]})
 
 
 def on_device(s: Setting, sweep: Sweep) -> np.ndarray:
