@@ -1,11 +1,14 @@
-"""Architecture diagrams: read from the model definitions, their numbers are the models' own."""
+"""Diagrams: architectures read from the model definitions (their numbers are the models' own), and
+real-mode traces of the elastic runtime."""
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from earlyexit import diagrams, paper
+from earlyexit import diagrams, elastic, paper, search
 from earlyexit.exit_predictor import build_exit_predictor
 from earlyexit.models import build_model
 
@@ -38,10 +41,6 @@ def test_drawings_are_made_for_a_multi_exit_network_and_a_chain():
 
 
 def test_expectation_steps_add_up_to_the_search_engines_expectation():
-    import numpy as np
-
-    from earlyexit import search
-
     rng = np.random.default_rng(0)
     for _ in range(20):
         n = int(rng.integers(2, 9))
@@ -56,3 +55,21 @@ def test_expectation_steps_add_up_to_the_search_engines_expectation():
         steps = diagrams.expectation_steps(tc, tb, conf, plan, cdf)
         assert sum(s.conf * s.mass for s in steps) == pytest.approx(search.expectation_cdf(tc, tb, conf, plan, grid))
         assert len(steps) == plan.sum() + 1 and steps[-1].end == pytest.approx(total)
+
+
+def test_a_real_mode_trace_is_drawn_with_its_result_and_its_plans():
+    E = elastic.Event
+    events = [E("part", 0, 0.0, 0.001), E("branch", 0, 0.001, 0.0015, True, 0.4, 3), E("plan", 0, 0.0015, 0.0016),
+              E("part", 1, 0.0016, 0.003), E("branch", 1, 0.003, 0.0042, False, 0.9, 7)]
+    plans = [(0.0, np.array([True, True, True])), (0.0016, np.array([True, True, False]))]
+    trace = elastic.Trace(events, plans, deadline=0.004, exit=0, pred=3)
+    fig, (ax, grid) = plt.subplots(1, 2)
+    diagrams.draw_trace(ax, trace, 0, "EINet", label=3)
+    texts = [t.get_text() for t in ax.texts]
+    assert "exit 1: class 3, right (confidence 0.40)" in texts and "EINet" in texts
+    assert len(ax.collections) == len(events)  # one bar per step
+    diagrams.draw_trace(ax, elastic.Trace([], plans[:1], 0.0, -1, -1), 1, "classic")
+    assert "no result" in [t.get_text() for t in ax.texts]
+    diagrams.draw_plans(grid, trace, 3)
+    assert [t.get_text() for t in grid.texts] == ["run", "run", "run", "done", "run", "skip"]
+    plt.close(fig)

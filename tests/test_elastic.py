@@ -208,6 +208,31 @@ def test_run_real_gives_valid_predictions(resnet_and_images):
     assert dyn["pred"][1] == -1 and dyn["exit"][1] == -1 and dyn["branches"][1] == 0
 
 
+def test_trace_real_records_the_run_it_returns(resnet_and_images):
+    model, x, _ = resnet_and_images
+    tc, tb = np.array([3.0, 6.0, 5.0]) * 1e-3, np.array([2.0, 1.0, 0.1]) * 1e-3
+    torch.manual_seed(0)
+    predictor = CSPredictor(3).eval()
+    predictor.prior.fill_(0.5)
+    trace = E.trace_real(model, x[:1], "cifar10", tc, tb, E.Dynamic(predictor), deadline_s=30.0)
+    kinds = [(e.kind, e.exit) for e in trace.events]
+    assert kinds[0] == ("part", 0)
+    assert [k for kind, k in kinds if kind == "part"] == [0, 1, 2]
+    starts = [e.start for e in trace.events]
+    assert starts == sorted(starts) and all(e.end >= e.start >= 0 for e in trace.events)
+    branches = [e for e in trace.events if e.kind == "branch"]
+    assert trace.exit == branches[-1].exit and trace.pred == branches[-1].pred and all(b.counted for b in branches)
+    replans = [e for e in trace.events if e.kind == "plan"]
+    assert len(trace.plans) == 1 + len(replans) and len(replans) == sum(b.exit < 2 for b in branches)
+    every = E.run_real(model, x[:1], "cifar10", tc, tb, E.Dynamic(predictor), deadline_s=30.0)
+    assert every["pred"][0] == trace.pred and every["exit"][0] == trace.exit
+    classic = np.array([False, False, True])
+    cut = E.trace_real(model, x[:1], "cifar10", tc, tb, classic, deadline_s=0.0)
+    assert cut.exit == -1 and cut.pred == -1 and cut.events == []  # preempted before its only exit: no result
+    with pytest.raises(ValueError, match="traces one image"):
+        E.trace_real(model, x[:2], "cifar10", tc, tb, classic, deadline_s=1.0)
+
+
 @pytest.mark.parametrize("sigma", [float("inf"), float("nan"), 0.0, -1.0])
 def test_gaussian_preemption_needs_a_finite_positive_sigma(sigma):
     with pytest.raises(ValueError, match="sigma must be positive and finite"):

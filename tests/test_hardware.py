@@ -49,3 +49,4 @@ def test_machine_record_names_cpu_and_precision():
     record = hardware.machine_record("fp32")
     assert record["cpu"] == hardware.cpu_info().model and record["precision"] == "fp32"
     assert {"platform", "cores", "torch", "threads", "device"} <= set(record)
+    assert record["native_bf16"] is hardware.cpu_info().native_bf16

@@ -47,6 +47,15 @@ def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40"}
     figures = [j for j in jobs if j.kind == "figure"]
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
+    real_mode = "B-fig1-fig2-real-mode"  # reads shipped weights, which smoke does not keep
+    assert real_mode not in {j.stage for j in figures} and real_mode in {j.stage for j in pipeline.jobs("cpu")}
+
+
+def test_a_stage_limited_to_unknown_profiles_is_refused(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    toml.write_text('[[stages]]\nid = "f"\nkind = "figure"\nnotebook = "f.ipynb"\nprofiles = ["gpu"]\n')
+    with pytest.raises(SystemExit, match=r"unknown profile\(s\) \['gpu'\] in 'profiles'"):
+        pipeline.load_stages(toml)
 
 
 def test_bad_names_are_reported():
@@ -177,8 +186,10 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
 
 def test_ledger_lists_every_job_of_the_profile_with_its_record():
     ledger = pipeline.ledger_table("cpu").splitlines()
-    assert len(ledger) == 2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu"))
+    compressed = pipeline._compress_entries("cpu")
+    assert len(ledger) == 2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu")) + len(compressed)
     assert sum("pruned, fine-tuned" in line for line in ledger) == len(pipeline.pruned("cpu"))
+    assert sum("feature codec trained" in line for line in ledger) == len(compressed)
     row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))
     assert "| bf16 |" in row and "63.25" in row and "72.21" in row
 

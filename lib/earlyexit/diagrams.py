@@ -5,8 +5,9 @@ the other on a zero input, merging each convolution with the BatchNorm and ReLU 
 reports for every row its label, output shape and ptflops MFLOPs. :func:`draw_multiexit` lays the
 stages of a :class:`MultiExitNet` left to right with their exits below and the device / edge-server
 partition (after the last early exit) as a dashed line; :func:`draw_chain` draws a plain stack of
-layers (the Exit Predictor); :func:`draw_compact` fits networks with many exits (Paper B Fig. 3), and
-:func:`expectation_steps` splits Paper B's accuracy expectation into the intervals of its Fig. 7.
+layers (the Exit Predictor); :func:`draw_compact` fits networks with many exits (Paper B Fig. 3),
+:func:`expectation_steps` splits Paper B's accuracy expectation into the intervals of its Fig. 7, and
+:func:`draw_trace` / :func:`draw_plans` lay out a real-mode run of the elastic runtime (Paper B Figs. 1, 2).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
+from .elastic import Trace
 from .flops import module_flops
 from .multiexit import MultiExitNet
 
@@ -252,3 +254,46 @@ def expectation_steps(tc, tb, conf, plan, cdf=None, c0: float = 0.0) -> list[Ste
     value = sum(c * m for c, m in zip(levels, masses))
     return [Step(a, b, c, m, c * m / value if value else 0.0)
             for a, b, c, m in zip(bounds, bounds[1:], levels, masses)]
+
+
+#: Colours of a real-mode trace: conv part, branch counted, branch too late, re-plan (CS-Predictor + search).
+TRACE_COLORS = {"part": "0.72", "branch": "C0", "late": "C3", "plan": "C1"}
+
+
+def draw_trace(ax, trace: Trace, y: float, name: str, label: int | None = None) -> None:
+    """One real-mode run as a row of bars at height ``y`` (ms on the x axis): conv parts, branches (red
+    when they finished after the deadline, exit number above), re-plans, the deadline as a black tick,
+    and the result returned at the deadline written after it (checked against the true ``label``)."""
+    for e in trace.events:
+        color = TRACE_COLORS["late" if e.kind == "branch" and not e.counted else e.kind]
+        height = 0.6 if e.kind == "part" else 0.35
+        ax.broken_barh([(1e3 * e.start, max(1e3 * (e.end - e.start), 1e-3))], (y - height / 2, height),
+                       color=color, lw=0)
+        if e.kind == "branch":
+            ax.text(1e3 * (e.start + e.end) / 2, y + 0.36, f"{e.exit + 1}", ha="center", va="bottom", fontsize=6)
+    deadline = 1e3 * trace.deadline
+    ax.plot([deadline, deadline], [y - 0.45, y + 0.45], color="k", lw=1.6)
+    if trace.exit < 0:
+        result = "no result"
+    else:
+        conf = next(e.conf for e in trace.events if e.kind == "branch" and e.exit == trace.exit)
+        verdict = "" if label is None else (", right" if trace.pred == label else ", wrong")
+        result = f"exit {trace.exit + 1}: class {trace.pred}{verdict} (confidence {conf:.2f})"
+    ax.text(deadline + 0.15, y, result, va="center", fontsize=7, fontweight="bold")
+    ax.text(-0.2, y, name, ha="right", va="center", fontsize=7)
+
+
+def draw_plans(ax, trace: Trace, exits: int) -> None:
+    """The plan in force after each of the run's decisions (rows, top to bottom, at the time it was
+    made) over the exits (columns): run, skip, or already behind."""
+    grid = np.zeros((len(trace.plans), exits))
+    passed = [-1] + [e.exit for e in trace.events if e.kind == "plan"]
+    for r, ((_, plan), done) in enumerate(zip(trace.plans, passed)):
+        grid[r] = np.where(np.arange(exits) <= done, 0.1, np.where(plan, 0.9, 0.4))
+    ax.imshow(grid, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for (r, c), v in np.ndenumerate(grid):
+        text, color = {0.9: ("run", "white"), 0.4: ("skip", "black")}.get(v, ("done", "0.5"))
+        ax.text(c, r, text, ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(exits), [f"exit {k + 1}" for k in range(exits)], fontsize=6)
+    ax.set_yticks(range(len(trace.plans)), [f"{1e3 * t:.2f} ms" for t, _ in trace.plans], fontsize=6)
+    ax.grid(False)

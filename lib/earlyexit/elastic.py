@@ -48,6 +48,9 @@ __all__ = [
     "suffix_problem",
     "simulate",
     "run_real",
+    "Event",
+    "Trace",
+    "trace_real",
 ]
 
 CHUNK = 1024
@@ -415,6 +418,89 @@ def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
 # ---------------------------------------------------------------------------------- real mode
 
 
+@dataclass(frozen=True)
+class Event:
+    """One step of a real-mode run (Figs. 1, 2): a conv part, a branch, or a re-plan (CS-Predictor +
+    search), with its start and end in seconds from the sample's start. A branch ``counted`` if it
+    finished by the deadline; ``conf``/``pred`` are its output."""
+
+    kind: str
+    exit: int
+    start: float
+    end: float
+    counted: bool = True
+    conf: float = float("nan")
+    pred: int = -1
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A real-mode run of one sample: its events, the plan in force after each decision (``plans``:
+    (seconds, plan), the first one at 0) and the exit returned at the deadline (-1: none)."""
+
+    events: list[Event]
+    plans: list[tuple[float, np.ndarray]]
+    deadline: float
+    exit: int
+    pred: int
+
+
+def _elastic_sample(model: MultiExitNet, h: torch.Tensor, tc: np.ndarray, tb: np.ndarray, plan: np.ndarray,
+                    planner: _Planner | None, cache: CachedPredictor | None, deadline: float,
+                    record: Trace | None = None) -> tuple[int, int, int, float]:
+    """Algorithm 1 in real time on one normalised sample ``h`` (batch 1); ``plan`` is updated in place.
+
+    Returns the prediction and exit of the latest output by the deadline (-1: none), the branches run
+    and the seconds elapsed; appends the run's events and plans to ``record`` when given.
+    """
+    clock = time.perf_counter
+    pred = exit_ = -1
+    branches, last, t_prof = 0, 0.0, 0.0
+    if cache is not None:
+        cache.reset()
+    start = clock()
+    end = start + deadline
+    for k in range(model.num_exits):
+        t0 = clock()
+        if t0 >= end:
+            break
+        h = model.stage(k, h)
+        t1 = clock()
+        t_prof += tc[k]
+        if record is not None:
+            record.events.append(Event("part", k, t0 - start, t1 - start))
+        if plan[k]:
+            if t1 >= end:
+                break
+            conf, cls = model.exit(k, h).softmax(-1).max(-1)
+            t2 = clock()
+            if record is not None:
+                record.events.append(Event("branch", k, t1 - start, t2 - start, t2 <= end, float(conf), int(cls)))
+            if t2 > end:
+                break
+            last, t_prof = float(conf), t_prof + tb[k]
+            pred, exit_ = int(cls), k
+            branches += 1
+        if planner is not None:
+            cache.set(k, [last])
+            if plan[k] and k < model.num_exits - 1:
+                t3 = clock()
+                plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
+                if record is not None:
+                    t4 = clock()
+                    record.events.append(Event("plan", k, t3 - start, t4 - start))
+                    record.plans.append((t4 - start, plan.copy()))
+    return pred, exit_, branches, clock() - start
+
+
+def _policy_state(model: MultiExitNet, tc: np.ndarray, tb: np.ndarray, policy, preemption: Preemption):
+    """The first plan, the planner and the predictor's cache of a real-mode policy (None, None: static)."""
+    if not isinstance(policy, Dynamic):
+        return np.asarray(policy, dtype=bool), None, None
+    planner = _Planner(tc, tb, policy, preemption, 0)
+    return planner.initial(), planner, CachedPredictor(policy.predictor)
+
+
 @torch.no_grad()
 def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, tb, policy,
              deadline_s, preemption: Preemption = Preemption()) -> dict[str, np.ndarray]:
@@ -429,44 +515,35 @@ def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, 
     same for every sample (the prior), is searched once beforehand. Returns per sample
     the prediction of the latest exit (-1: none), that exit (-1: none), the branches run, the seconds.
     """
-    n = model.num_exits
     tc, tb, deadline = _check_real_inputs(model, x_uint8, dataset_name, tc, tb, policy, deadline_s)
     model.eval()
     x = data.normalize(x_uint8, dataset_name)
-    samples = len(x)
-    dynamic = isinstance(policy, Dynamic)
-    planner = _Planner(tc, tb, policy, preemption, 0) if dynamic else None
-    first = planner.initial() if dynamic else np.asarray(policy, dtype=bool)
-    cache = CachedPredictor(policy.predictor) if dynamic else None
-    out = {k: np.full(samples, -1, dtype=np.int64) for k in ("pred", "exit")}
-    out |= {"branches": np.zeros(samples, dtype=np.int64), "elapsed_s": np.zeros(samples)}
-    clock = time.perf_counter
-    for i in range(samples):
-        plan, h, last, t_prof = first.copy(), x[i : i + 1], 0.0, 0.0
-        if dynamic:
-            cache.reset()
-        start = clock()
-        end = start + deadline[i]
-        for k in range(n):
-            if clock() >= end:
-                break
-            h = model.stage(k, h)
-            t_prof += tc[k]
-            if plan[k]:
-                if clock() >= end:
-                    break
-                conf, cls = model.exit(k, h).softmax(-1).max(-1)
-                if clock() > end:
-                    break
-                last, t_prof = float(conf), t_prof + tb[k]
-                out["pred"][i], out["exit"][i] = int(cls), k
-                out["branches"][i] += 1
-            if dynamic:
-                cache.set(k, [last])
-                if plan[k] and k < n - 1:
-                    plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
-        out["elapsed_s"][i] = clock() - start
-    return out
+    first, planner, cache = _policy_state(model, tc, tb, policy, preemption)
+    rows = [_elastic_sample(model, x[i : i + 1], tc, tb, first.copy(), planner, cache, deadline[i])
+            for i in range(len(x))]
+    columns = (("pred", np.int64), ("exit", np.int64), ("branches", np.int64), ("elapsed_s", np.float64))
+    return {name: np.array([row[j] for row in rows], dtype=dtype) for j, (name, dtype) in enumerate(columns)}
+
+
+@torch.no_grad()
+def trace_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, tb, policy,
+               deadline_s: float, preemption: Preemption = Preemption(), warmup: int = 3) -> Trace:
+    """:func:`run_real` on one image (``x_uint8`` of shape (1, C, H, W)), recording every step (Figs. 1, 2).
+
+    ``warmup`` untimed runs of the same image without a deadline come first, so that the traced run
+    does not pay for first-call allocations.
+    """
+    tc, tb, deadline = _check_real_inputs(model, x_uint8, dataset_name, tc, tb, policy, deadline_s)
+    if len(x_uint8) != 1:
+        raise ValueError(f"trace_real traces one image; pass x_uint8[i : i + 1], not {len(x_uint8)} images")
+    model.eval()
+    x = data.normalize(x_uint8, dataset_name)
+    first, planner, cache = _policy_state(model, tc, tb, policy, preemption)
+    for _ in range(warmup):
+        _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, math.inf)
+    record = Trace([], [(0.0, first.copy())], float(deadline[0]), -1, -1)
+    pred, exit_, _, _ = _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]), record)
+    return Trace(record.events, record.plans, record.deadline, exit_, pred)
 
 
 def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, policy,

@@ -1,9 +1,10 @@
 """The machine a run happens on: which CPU or GPU, and the training precision it supports natively.
 
-bf16 autocast pays only where the hardware computes bf16 natively. Measured on the two 2-core CPU
-kinds this project runs on: on an Intel Xeon with AMX, bf16 + channels-last trained ResNet44 about
-1.7x faster than fp32; on an AMD EPYC with AVX2 only, bf16 is emulated and ResNet44 trained at
-8.5 img/s against 83 img/s in fp32 (``benchmarks/bench_training.py`` prints both on your machine).
+bf16 autocast pays only where the hardware computes bf16 natively. Measured on the 2-core CPU kinds
+this project runs on: on an Intel Xeon with AMX, bf16 + channels-last trained ResNet44 about 1.7x
+faster than fp32; on an AMD EPYC with AVX512_BF16 (Zen 4), 1.6x (ResNet44) to 1.9x (VGG16-BN); on an
+AMD EPYC with AVX2 only, bf16 is emulated and ResNet44 trained at 8.5 img/s against 83 img/s in fp32
+(``benchmarks/bench_training.py`` prints both on your machine).
 So precision ``"auto"`` means bf16 where the CPU has AMX or AVX512_BF16 (``bf16`` on aarch64) or the
 CUDA device supports bf16, fp32 elsewhere; ``"bf16"`` and ``"fp32"`` force one.
 """
@@ -70,10 +71,11 @@ def device() -> torch.device:
 
 
 def machine_record(precision: str | None = None) -> dict:
-    """The machine a result was made on, as artifacts record it (``precision``: the one used)."""
-    dev = device()
-    record = {"platform": platform.platform(), "cpu": cpu_info().model, "cores": os.cpu_count(),
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": dev.type}
+    """The machine a result was made on, as artifacts record it (``precision``: the one used;
+    ``native_bf16``: whether the CPU computes bf16 natively, which tells apart CPUs of one model name)."""
+    dev, cpu = device(), cpu_info()
+    record = {"platform": platform.platform(), "cpu": cpu.model, "native_bf16": cpu.native_bf16,
+              "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": dev.type}
     if dev.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(dev)
     if precision is not None:

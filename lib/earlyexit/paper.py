@@ -67,10 +67,6 @@ B_TABLE1 = {
     ("hybrid", "C"): (0.1292, 0.1277, 0.1267),
 }
 
-#: Paper A §V-C (Fig. 10, VGG16-BN on CIFAR-100): the feature compression ratio, the accuracy it may cost
-#: at most (%), and EE (Static)'s confidence thresholds. The device speed and tau are in ``latency``.
-A_SEC5C = {"compression_ratio": 64, "compression_accuracy_drop_pct": 0.5, "static_lam": (0.95, 0.85)}
-
 #: Paper B Table III: Activation Cache, by model: (exits, time reduced in %, memory in bytes).
 #: The memory column equals 4 * (h1 + exits) bytes, which gives the input-layer widths h1 used here.
 B_TABLE3 = {

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts, compression, data, derived, paper, pruning
+from . import artifacts, compression, data, derived, paper, pruning, weights
 from .models import BUILDERS
+from .multiexit import MultiExitNet
 from .training import PROFILES, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +72,10 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
         if missing or s.get("kind") not in KINDS:
             raise SystemExit(f"{path}: stage {s.get('id', '?')!r} needs id, notebook and a kind of {KINDS} "
                              f"(missing {sorted(missing)}, kind {s.get('kind')!r})")
+        unknown = set(s.get("profiles", PROFILES)) - set(PROFILES)
+        if unknown:
+            raise SystemExit(f"{path}: stage {s['id']!r} names unknown profile(s) {sorted(unknown)} in 'profiles'; "
+                             f"choose from {', '.join(PROFILES)}")
     return stages
 
 
@@ -156,6 +161,26 @@ def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | P
     return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model, dataset), params)
 
 
+def load_network(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> MultiExitNet:
+    """The trained network of a training job from its shipped weights (:mod:`earlyexit.weights`), once
+    its artifact is checked current."""
+    load_artifact(profile, model, dataset, artifact_root)
+    return weights.load_model(artifacts.run_dir(artifact_root, profile, model, dataset))
+
+
+def artifact_rows(run: artifacts.Profile, ds: data.Dataset, split: str = "test") -> np.ndarray:
+    """Indices into ``ds``'s ``split`` of an artifact's rows: the class-balanced selection its training
+    stage made (all images outside ``smoke``), checked against the dataset checksum and the labels."""
+    params = run.manifest["params"]
+    if ds.sha256 != run.manifest["data_sha256"]:
+        raise ValueError(f"the artifact was made from other data than this {ds.name} (dataset checksums differ)")
+    labels = getattr(ds, f"y_{split}")
+    idx = data.stratified_indices(labels, params.get(f"{split}_per_class"), params["seed"]).numpy()
+    if not np.array_equal(labels[idx].numpy(), run[f"{split}_label"]):
+        raise ValueError(f"the artifact's {split} rows are not {ds.name}'s images in the training stage's order")
+    return idx
+
+
 def derived_dir(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> Path:
     """The folder of a training job's derived results (:mod:`earlyexit.derived`), beside its artifact."""
     return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived"
@@ -196,7 +221,8 @@ def figures_dir(profile: str) -> Path:
 def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
     """Every notebook execution of ``profile``, in pipeline order (optionally only some stages).
 
-    A figure stage that ``needs`` models the profile does not train is left out.
+    A figure stage that ``needs`` models the profile does not train, or whose ``profiles`` do not
+    include it, is left out.
     """
     check_profile(profile)
     stages = load_stages()
@@ -221,7 +247,7 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         elif s["kind"] == "compress":
             out += [Job(s["id"], "compress", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
                     for m, d in _compress_entries(profile)]
-        elif {tuple(pair) for pair in s.get("needs", [])} <= trained:
+        elif profile in s.get("profiles", PROFILES) and {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
 
@@ -440,8 +466,20 @@ def ledger_table(profile: str) -> str:
         accuracy = (" / ".join(f"{a:.2f}" for a in acc) if len(acc) <= 4
                     else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}")
         rows.append(f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-                    f"{machine.get('cpu', 'not recorded')} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |")
+                    f"{_cpu_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |")
     return "\n".join(rows)
+
+
+def _cpu_label(manifest: dict) -> str:
+    """The CPU of a manifest, marked when it computes bf16 natively (recorded, or implied by ``auto``
+    having chosen bf16): one model name covers CPUs with and without it."""
+    machine = manifest.get("machine", {})
+    if "cpu" not in machine:
+        return "not recorded"
+    native = machine.get("native_bf16")
+    if native is None:
+        native = manifest["params"].get("precision") == "auto" and artifacts.trained_precision(manifest) == "bf16"
+    return machine["cpu"] + (" (native bf16)" if native else "")
 
 
 def main(argv: list[str] | None = None) -> None:
