@@ -103,7 +103,7 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     """Write the weights of the artifact in ``directory`` from the training checkpoint that made it.
 
     The checkpoint (default ``<directory>/checkpoint.pt``) must hold the artifact's recipe, data and
-    code checksums and as many epochs as the artifact records. Weights already current are kept as
+    code checksums and its per-epoch history. Weights already current are kept as
     they are (their file is not rewritten).
     """
     directory = Path(directory)
@@ -119,7 +119,7 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     recipe = {f.name: params.get(f.name) for f in fields(TrainConfig)}
     made = {"recipe": state.get("config") == recipe, "data": state.get("data_sha256") == manifest["data_sha256"],
             "code": state.get("code_sha256") == manifest["code_sha256"],
-            "epochs": len(state.get("history", [])) == manifest.get("epochs")}
+            "history": state.get("history") == manifest.get("history")}
     if not all(made.values()):
         raise WeightsError(f"checkpoint {checkpoint} did not make the artifact in {directory} (other "
                            f"{', '.join(k for k, ok in made.items() if not ok)}); retrain to get its weights")
