@@ -16,7 +16,6 @@ atomically, the record last. The training notebook exports after every training;
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from dataclasses import fields
@@ -46,14 +45,10 @@ def state_bytes(model: torch.nn.Module) -> int:
 
 def current(directory: str | os.PathLike) -> dict | None:
     """The record of the weights beside the artifact in ``directory`` if they belong to it, else None."""
-    directory = Path(directory)
     try:
-        record = _record(directory)
+        return _record(Path(directory))
     except WeightsError:
         return None
-    ok = (record["artifact_npz_sha256"] == artifacts.read_manifest(directory)["npz_sha256"]
-          and _sha256(directory / WEIGHTS) == record["weights_sha256"])
-    return record if ok else None
 
 
 def save(model: MultiExitNet, directory: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict | None:
@@ -71,7 +66,7 @@ def save(model: MultiExitNet, directory: str | os.PathLike, max_bytes: int = MAX
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     (directory / RECORD).unlink(missing_ok=True)  # weights without a record are never read
     artifacts._atomic_write(directory / WEIGHTS, lambda f: np.savez_compressed(f, **state))
-    record = {"artifact_npz_sha256": manifest["npz_sha256"], "weights_sha256": _sha256(directory / WEIGHTS),
+    record = {"artifact_npz_sha256": manifest["npz_sha256"], "weights_sha256": artifacts._sha256(directory / WEIGHTS),
               "model": manifest["params"]["model"], "dataset": manifest["params"]["dataset"],
               "parameters": sum(p.numel() for p in model.parameters()), "dtype": "float32"}
     artifacts._atomic_write(directory / RECORD, lambda f: f.write(json.dumps(record, indent=1).encode()))
@@ -86,13 +81,7 @@ def load_model(directory: str | os.PathLike) -> MultiExitNet:
     if "stage" in params:
         raise WeightsError(f"{directory} is a {params['stage']} artifact; weights are shipped for training-stage "
                            "artifacts only (load the network its training job made)")
-    record = _record(directory)
-    if record["artifact_npz_sha256"] != manifest["npz_sha256"]:
-        raise WeightsError(f"{directory / WEIGHTS} belongs to another training run than the artifact beside it "
-                           f"(the artifact was remade); {_export_hint(directory)}")
-    if _sha256(directory / WEIGHTS) != record["weights_sha256"]:
-        raise WeightsError(f"{directory / WEIGHTS} does not match the checksum in {RECORD} (corrupt or half-written); "
-                           f"{_export_hint(directory)}")
+    _record(directory)
     model = build_model(params["model"], params["dataset"], seed=params.get("seed", 0))
     with np.load(directory / WEIGHTS, allow_pickle=False) as f:
         model.load_state_dict({k: torch.from_numpy(f[k]) for k in f.files})
@@ -129,6 +118,7 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
 
 
 def _record(directory: Path) -> dict:
+    """The weights record of the artifact in ``directory``, checked against the artifact and the weights file."""
     try:
         record = json.loads((directory / RECORD).read_text())
     except FileNotFoundError:
@@ -140,16 +130,18 @@ def _record(directory: Path) -> dict:
         raise WeightsError(f"{directory / RECORD} is not a weights record; {_export_hint(directory)}")
     if not (directory / WEIGHTS).exists():
         raise WeightsError(f"{directory / WEIGHTS} is missing; {_export_hint(directory)}")
+    if record["artifact_npz_sha256"] != artifacts.read_manifest(directory)["npz_sha256"]:
+        raise WeightsError(f"{directory / WEIGHTS} belongs to another training run than the artifact beside it "
+                           f"(the artifact was remade); {_export_hint(directory)}")
+    if artifacts._sha256(directory / WEIGHTS) != record["weights_sha256"]:
+        raise WeightsError(f"{directory / WEIGHTS} does not match the checksum in {RECORD} (corrupt or half-written); "
+                           f"{_export_hint(directory)}")
     return record
 
 
 def _export_hint(directory: Path) -> str:
     return (f"write them from the training checkpoint with `python -m earlyexit.weights export {directory}`, "
             f"or retrain the job")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
