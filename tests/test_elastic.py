@@ -108,6 +108,47 @@ def test_dynamic_simulation_equals_brute_force(preemption):
     assert got.decisions == decisions and got.search_s > 0 and got.predict_s > 0
 
 
+@pytest.mark.parametrize("preemption", [E.Preemption(), E.Preemption.gaussian(0.5)])
+def test_oracle_einet_is_never_below_every_branch_in_expectation(preemption):
+    """With true scores the exact planner maximises each sample's expected score at every decision, and
+    re-planning keeps the old continuation as a candidate: the plan it ends with is at least as good
+    as running every branch (Gaussian: up to the time-grid DP's error bound)."""
+    n = 7
+    for seed in range(4):
+        tc, tb, conf, correct = cs_profile(30, n, 20 + seed)
+        conf64 = conf.astype(np.float64)
+        out_t, _, _ = E._dynamic_outputs(tc, tb, conf64, E.Dynamic(E.Oracle(), "exact"), preemption, 0, False)
+        grid = preemption.cdf_grid(tc.sum() + tb.sum())
+        for row, times in zip(conf64, out_t):
+            value = (lambda plan: search.expectation(tc, tb, row, plan) if grid is None
+                     else search.expectation_cdf(tc, tb, row, plan, grid))
+            slack = 0.0 if grid is None else search.grid_dp_error_bound(tc, tb, row, grid)
+            assert value(np.isfinite(times)) >= value(np.ones(n, bool)) - slack - 1e-12
+        oracle = E.simulate(tc, tb, conf, correct, E.Dynamic(E.Oracle(), "exact"), preemption, runs=2,
+                            progress=False)
+        assert oracle.decisions > 0 and oracle.predict_s >= 0
+
+
+def test_oracle_plans_each_sample_on_its_own_scores():
+    """The oracle's first plan is the exact optimum for the sample's true scores, not one plan for all."""
+    tc, tb, conf, _ = cs_profile(50, 6, 4)
+    out_t, _, _ = E._dynamic_outputs(tc, tb, conf.astype(np.float64), E.Dynamic(E.Oracle(), "exact"),
+                                     E.Preemption(), 0, False)
+    first = [search.exact_search(tc, tb, row.astype(np.float64))[0] for row in conf]
+    k0 = np.array([np.argmax(plan) for plan in first])  # the first exit each plan runs
+    assert np.all(np.isfinite(out_t[np.arange(len(conf)), k0]))
+    assert np.all(~np.isfinite(out_t[:, :1]) | np.array([plan[0] for plan in first])[:, None])
+    assert len({plan.tobytes() for plan in first}) > 1
+
+
+def test_the_oracle_is_refused_where_it_cannot_exist(resnet_and_images):
+    model, x, _ = resnet_and_images
+    with pytest.raises(ValueError, match="use it in simulate"):
+        E.run_real(model, x[:1], "cifar10", np.full(3, 1e-3), np.full(3, 1e-3), E.Dynamic(E.Oracle()), 1.0)
+    with pytest.raises(TypeError, match="predictor must be a CSPredictor"):
+        E.Dynamic(np.ones(3))
+
+
 def test_everything_finishes_when_preempted_at_T():
     tc, tb, conf, correct = cs_profile(200, 7, 3)
     got = E.simulate(tc, tb, conf, correct, np.ones(7, bool), E.Preemption.fixed(1.0), runs=2, progress=False)
@@ -288,3 +329,9 @@ def test_run_real_refuses_bad_inputs(resnet_and_images):
         args = dict(x=x, name="cifar10", tc=tc, tb=tb, plan=plan, deadline=1.0) | change
         with pytest.raises(ValueError, match=message):
             E.run_real(model, args["x"], args["name"], args["tc"], args["tb"], args["plan"], args["deadline"])
+
+
+def test_gap_sources_split_einets_gap_into_parts_that_sum_to_it():
+    parts = E.gap_sources(baseline=13.46, einet=12.54, exact=12.536, oracle=13.604)
+    assert parts["search"] + parts["predictor"] + parts["expectation"] == pytest.approx(parts["total"])
+    assert parts["total"] == pytest.approx(12.54 - 13.46) and parts["predictor"] == pytest.approx(12.536 - 13.604)

@@ -223,3 +223,11 @@ def test_compress_jobs_name_a_training_job(tmp_path):
             pipeline._compress_entries("smoke", toml)
     assert pipeline.Job("compress", "compress", Path("03_compress_features.ipynb"),
                         {"model": "vgg16bn", "dataset": "cifar100"}).name == "03_compress_features-vgg16bn-cifar100-compressed"
+
+
+def test_paper_b_comparison_covers_the_trained_models_of_paper_bs_recipe():
+    for profile in ("paper", "cpu", "smoke"):
+        models = pipeline.paper_b_models(profile)
+        assert models and set(models) <= set(pipeline.matrix(profile))
+        assert {m for m, _ in models} <= {m for m, _ in pipeline.matrix(profile) if m.startswith("msdnet")}
+    assert ("msdnet40", "cifar100") in pipeline.paper_b_models("cpu")

@@ -17,6 +17,11 @@ Conventions (the paper leaves them open):
   exits are re-planned on ``O'`` (clipped to [0, 1]) under the preemption law conditioned on
   ``tau > t_now`` (:func:`suffix_problem`), with the latest produced score as ``c0``. A skipped
   branch brings no new score, so no re-plan.
+* Diagnosis (:class:`Oracle`): in place of the CS-Predictor, each sample's true confidences, its first
+  plan included. With the exact planner EINet then maximises every sample's expected score, so it is
+  never below running every branch *in expectation* (the test suite checks this); what separates the
+  oracle row from the predictor's is the predictor's error, what separates it from the baseline's
+  accuracy is the expectation model (confidence in place of correctness).
 * The simulation charges neither search nor prediction to the time budget (they are timed and
   reported per decision); :func:`run_real` runs on the wall clock, so there they count.
 """
@@ -41,6 +46,8 @@ __all__ = [
     "measure_et_profile",
     "Preemption",
     "Dynamic",
+    "Oracle",
+    "Threshold",
     "SimResult",
     "skip_plan",
     "plan_expectation",
@@ -51,6 +58,7 @@ __all__ = [
     "Event",
     "Trace",
     "trace_real",
+    "gap_sources",
 ]
 
 CHUNK = 1024
@@ -242,32 +250,62 @@ def suffix_problem(tc, tb, conf, k: int, t_now: float, grid: np.ndarray | None =
 
 
 @dataclass(frozen=True)
+class Oracle:
+    """A diagnostic stand-in for the CS-Predictor: every sample's true confidences, known before it runs.
+
+    Only :func:`simulate` can use it (it reads them from the CS-profile); no real system has it.
+    """
+
+
+@dataclass(frozen=True)
 class Dynamic:
     """EINet's policy: CS-Predictor + search engine, re-planning after every produced exit (§V).
 
-    ``search``: ``"hybrid"`` (Algorithm 2 with ``m``), ``"greedy"``, ``"random"`` (best of ``k``
-    random plans, §VI-C3) or ``"exact"``. ``m`` is at most :data:`search.ENUM_MAX_EXITS`; a
+    ``predictor``: a trained :class:`CSPredictor`, or :class:`Oracle` for the diagnosis (module
+    docstring). ``search``: ``"hybrid"`` (Algorithm 2 with ``m``), ``"greedy"``, ``"random"`` (best
+    of ``k`` random plans, §VI-C3) or ``"exact"``. ``m`` is at most :data:`search.ENUM_MAX_EXITS`; a
     re-planning problem with fewer exits left than ``m`` enumerates all of them (each decision costs
     ``2**min(m, exits left)`` plan evaluations).
     """
 
-    predictor: CSPredictor
+    predictor: CSPredictor | Oracle
     search: str = "hybrid"
     m: int = 5
     k: int = 10_000
 
+    @property
+    def oracle(self) -> bool:
+        """Whether the policy plans on the true scores (:class:`Oracle`)."""
+        return isinstance(self.predictor, Oracle)
+
     def __post_init__(self):
+        if not isinstance(self.predictor, (CSPredictor, Oracle)):
+            raise TypeError(f"predictor must be a CSPredictor (predictor.fit_or_load) or elastic.Oracle(), "
+                            f"got {type(self.predictor).__name__}")
         if self.search not in ("hybrid", "greedy", "random", "exact"):
             raise ValueError(f"search must be hybrid, greedy, random or exact, got {self.search!r}")
         search._int_in("m", self.m, 0, search.ENUM_MAX_EXITS, "exits enumerated per decision; 2**m plans each")
         search._int_in("k", self.k, 1, 10**7, "random plans per decision")
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """Confidence-based exit (BranchyNet [5]; Paper B's dynamic baseline, §VI-B2): every branch runs until
+    one's confidence reaches ``theta``, and the sample stops there (it has its answer), so no exit after
+    that one is produced. Without a preemption it is the classic early exit."""
+
+    theta: float
+
+    def __post_init__(self):
+        if not 0.0 <= self.theta <= 1.0:  # False for NaN
+            raise ValueError(f"theta is a confidence threshold in [0, 1], got {self.theta}")
+
+
 class _Planner:
     """The search engine of one policy under one preemption law, with its decision timer."""
 
     def __init__(self, tc: np.ndarray, tb: np.ndarray, policy: Dynamic, preemption: Preemption, seed: int):
-        if policy.predictor.n != tc.size:
+        if not policy.oracle and policy.predictor.n != tc.size:
             raise ValueError(f"the CS-Predictor is for {policy.predictor.n} exits, the profiles have {tc.size}")
         self.tc, self.tb, self.policy = tc, tb, policy
         self.total = search.total_time(tc, tb)
@@ -287,10 +325,12 @@ class _Planner:
             return search.random_search(tc, tb, conf, p.k, seed, c0=c0, cdf_grid=grid)[0]
         return search.exact_search(tc, tb, conf, c0=c0, cdf_grid=grid)[0]
 
-    def initial(self) -> np.ndarray:
-        """First plan, on the predictor's prior (mean training CS-profile), nothing produced yet."""
-        prior = np.clip(self.policy.predictor.prior.numpy().astype(np.float64), 0.0, 1.0)
-        return self._search(self.tc, self.tb, prior, 0.0, self.grid)
+    def initial(self, conf: np.ndarray | None = None) -> np.ndarray:
+        """First plan, nothing produced yet: on the predictor's prior (mean training CS-profile), or on
+        the sample's true scores ``conf`` (:class:`Oracle`)."""
+        if conf is None:
+            conf = self.policy.predictor.prior.numpy().astype(np.float64)
+        return self._search(self.tc, self.tb, np.clip(conf, 0.0, 1.0), 0.0, self.grid)
 
     def replan(self, k: int, t_now: float, c_now: float, pred: np.ndarray) -> np.ndarray:
         """Plan of exits ``k+1 ..`` after exit ``k`` produced ``c_now`` at ``t_now``; ``pred`` = O'."""
@@ -344,12 +384,15 @@ def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed
 
     Block by block across all samples: the Activation Cache (Eq. (4)) holds every sample's known
     scores, the CS-Predictor runs batched over the samples that just produced an exit, and the
-    search runs per such sample. Returns the output times, the planner and the predictor seconds.
+    search runs per such sample. With :class:`Oracle` each sample's own scores replace the
+    predictor's, its first plan included. Returns the output times, the planner and the predictor seconds.
     """
     samples, n = conf.shape
     planner = _Planner(tc, tb, policy, preemption, seed)
-    plans = np.tile(planner.initial(), (samples, 1))
-    cache = CachedPredictor(policy.predictor, batch=samples)
+    if policy.oracle:
+        plans, cache = np.array([planner.initial(row) for row in conf]), None
+    else:
+        plans, cache = np.tile(planner.initial(), (samples, 1)), CachedPredictor(policy.predictor, batch=samples)
     t = np.zeros(samples)
     last = np.zeros(samples, dtype=np.float32)
     out_t = np.full((samples, n), np.inf)
@@ -361,14 +404,15 @@ def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed
             t[ex] += tb[k]
             out_t[ex, k] = t[ex]
             last[ex] = conf[ex, k]
-            cache.set(k, last)  # executed: its score; skipped: the nearest previous one (§IV-C2)
+            if cache is not None:
+                cache.set(k, last)  # executed: its score; skipped: the nearest previous one (§IV-C2)
             rows = np.flatnonzero(ex)
             if k == n - 1 or rows.size == 0:
                 continue
             for lo in range(0, rows.size, CHUNK):
                 chunk = rows[lo : lo + CHUNK]
                 start = time.perf_counter()
-                pred = cache.predict(k + 1, chunk)
+                pred = conf[chunk] if cache is None else cache.predict(k + 1, chunk)
                 predict_s += time.perf_counter() - start
                 for r, o in zip(chunk, pred):
                     plans[r, k + 1 :] = planner.replan(k, t[r], last[r], o)
@@ -381,7 +425,8 @@ def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
              progress: bool = True) -> SimResult:
     """Elastic inference on profiles (§V, §VI-C): ET-profile means ``tc``, ``tb``, CS-profile (samples, n).
 
-    ``policy`` is a static plan (bool vector; all True = the baseline) or :class:`Dynamic`. Every
+    ``policy`` is a static plan (bool vector; all True = the baseline), :class:`Threshold` or
+    :class:`Dynamic`. Every
     sample's output times are computed once, to ``T``: they do not depend on when the preemption
     comes (the planner knows only its law), so stopping at ``tau`` equals cutting the run there.
     ``runs`` rounds then draw one preemption time per sample from ``preemption`` (seeded by ``seed``)
@@ -394,6 +439,12 @@ def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
     if isinstance(policy, Dynamic):
         out_t, planner, predict_s = _dynamic_outputs(tc, tb, conf, policy, preemption, seed, progress)
         decisions, search_s = planner.decisions, planner.seconds
+    elif isinstance(policy, Threshold):
+        every = np.cumsum(np.column_stack([tc, tb]).ravel())[1::2]
+        reached = conf >= policy.theta
+        stop = np.where(reached.any(1), np.argmax(reached, axis=1), n - 1)
+        out_t = np.where(np.arange(n) <= stop[:, None], every, np.inf)
+        decisions, search_s, predict_s = 0, 0.0, 0.0
     else:
         plan = np.asarray(policy, dtype=bool)
         if plan.shape != (n,):
@@ -447,11 +498,13 @@ class Trace:
 
 def _elastic_sample(model: MultiExitNet, h: torch.Tensor, tc: np.ndarray, tb: np.ndarray, plan: np.ndarray,
                     planner: _Planner | None, cache: CachedPredictor | None, deadline: float,
-                    record: Trace | None = None) -> tuple[int, int, int, float]:
+                    events: list[Event] | None = None,
+                    plans: list[tuple[float, np.ndarray]] | None = None) -> tuple[int, int, int, float]:
     """Algorithm 1 in real time on one normalised sample ``h`` (batch 1); ``plan`` is updated in place.
 
     Returns the prediction and exit of the latest output by the deadline (-1: none), the branches run
-    and the seconds elapsed; appends the run's events and plans to ``record`` when given.
+    and the seconds elapsed; appends the run's steps to ``events`` and its re-plans to ``plans`` when
+    given (both or neither).
     """
     clock = time.perf_counter
     pred = exit_ = -1
@@ -467,15 +520,15 @@ def _elastic_sample(model: MultiExitNet, h: torch.Tensor, tc: np.ndarray, tb: np
         h = model.stage(k, h)
         t1 = clock()
         t_prof += tc[k]
-        if record is not None:
-            record.events.append(Event("part", k, t0 - start, t1 - start))
+        if events is not None:
+            events.append(Event("part", k, t0 - start, t1 - start))
         if plan[k]:
             if t1 >= end:
                 break
             conf, cls = model.exit(k, h).softmax(-1).max(-1)
             t2 = clock()
-            if record is not None:
-                record.events.append(Event("branch", k, t1 - start, t2 - start, t2 <= end, float(conf), int(cls)))
+            if events is not None:
+                events.append(Event("branch", k, t1 - start, t2 - start, t2 <= end, float(conf), int(cls)))
             if t2 > end:
                 break
             last, t_prof = float(conf), t_prof + tb[k]
@@ -486,10 +539,10 @@ def _elastic_sample(model: MultiExitNet, h: torch.Tensor, tc: np.ndarray, tb: np
             if plan[k] and k < model.num_exits - 1:
                 t3 = clock()
                 plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
-                if record is not None:
+                if events is not None:
                     t4 = clock()
-                    record.events.append(Event("plan", k, t3 - start, t4 - start))
-                    record.plans.append((t4 - start, plan.copy()))
+                    events.append(Event("plan", k, t3 - start, t4 - start))
+                    plans.append((t4 - start, plan.copy()))
     return pred, exit_, branches, clock() - start
 
 
@@ -497,6 +550,9 @@ def _policy_state(model: MultiExitNet, tc: np.ndarray, tb: np.ndarray, policy, p
     """The first plan, the planner and the predictor's cache of a real-mode policy (None, None: static)."""
     if not isinstance(policy, Dynamic):
         return np.asarray(policy, dtype=bool), None, None
+    if policy.oracle:
+        raise ValueError("elastic.Oracle knows a sample's scores before it runs, which a real run cannot; "
+                         "use it in simulate(), and a trained CSPredictor here")
     planner = _Planner(tc, tb, policy, preemption, 0)
     return planner.initial(), planner, CachedPredictor(policy.predictor)
 
@@ -541,9 +597,10 @@ def trace_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc
     first, planner, cache = _policy_state(model, tc, tb, policy, preemption)
     for _ in range(warmup):
         _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, math.inf)
-    record = Trace([], [(0.0, first.copy())], float(deadline[0]), -1, -1)
-    pred, exit_, _, _ = _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]), record)
-    return Trace(record.events, record.plans, record.deadline, exit_, pred)
+    events, plans = [], [(0.0, first.copy())]
+    pred, exit_, _, _ = _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]),
+                                        events, plans)
+    return Trace(events, plans, float(deadline[0]), exit_, pred)
 
 
 def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, policy,
@@ -582,3 +639,15 @@ def et_means(profile: Profile) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("this artifact has no ET-profile: the training stage times Paper B's models only "
                          f"(model {profile.manifest['params']['model']!r})")
     return profile["et_tc"].mean(0), profile["et_tb"].mean(0)
+
+
+def gap_sources(baseline: float, einet: float, exact: float, oracle: float) -> dict[str, float]:
+    """Where EINet's accuracy gap to the baseline comes from, as three differences that sum to it.
+
+    ``search``: EINet's search vs the exact planner, both on the CS-Predictor's scores;
+    ``predictor``: the exact planner on the predicted vs the true scores (:class:`Oracle`);
+    ``expectation``: the oracle's exact plans vs running every branch, what planning on confidences
+    instead of correctness gains or loses when the scores are known. All in the inputs' unit.
+    """
+    return {"search": einet - exact, "predictor": exact - oracle, "expectation": oracle - baseline,
+            "total": einet - baseline}

@@ -81,3 +81,21 @@ B_TABLE3 = {
 #: Paper B §IV-B1 / Fig. 4 (MSDNet-40, 10,000 samples): per-block execution time varies by less than
 #: 0.07 ms for 90 % of the samples and less than 0.1 ms for 95 %.
 B_FIG4_SPREAD_MS = {90: 0.07, 95: 0.1}
+
+#: Paper B Table II: accuracy (%) of the optimal static plan ("Statis") and of EINet ("Ours"), by
+#: (dataset, model); uniform preemption (§VI-A).
+B_TABLE2 = {
+    ("cifar10", "B-AlexNet"): (78.43, 78.71), ("cifar10", "ResNet-50"): (85.62, 86.65),
+    ("cifar10", "FlexVGG-16"): (88.10, 88.23), ("cifar10", "MSDNet21"): (80.87, 81.11),
+    ("cifar10", "VGG-16"): (88.98, 89.12), ("cifar10", "MSDNet40"): (86.38, 86.60),
+    ("cifar100", "B-AlexNet"): (46.40, 46.41), ("cifar100", "ResNet-50"): (62.73, 63.29),
+    ("cifar100", "FlexVGG-16"): (65.88, 66.03), ("cifar100", "MSDNet21"): (62.25, 63.92),
+    ("cifar100", "VGG-16"): (65.63, 66.08), ("cifar100", "MSDNet40"): (66.14, 67.93),
+}
+#: Our model names -> Paper B's (Tables II, III).
+B_MODEL_NAMES = {"b_alexnet": "B-AlexNet", "resnet50_finegrained": "ResNet-50", "flexvgg16": "FlexVGG-16",
+                 "msdnet21": "MSDNet21", "vgg16_finegrained": "VGG-16", "msdnet40": "MSDNet40"}
+#: Paper B's headline gains in accuracy points (abstract, §VI-B): EINet over the static plans of
+#: Fig. 8 and over the dynamic plans of Fig. 9 (confidence thresholds, random search).
+B_GAIN_STATIC = (0.13, 16.5)
+B_GAIN_DYNAMIC = (0.79, 4.1)

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from . import artifacts, compression, data, derived, paper, pruning, weights
+from . import artifacts, baselines, compression, data, derived, paper, pruning, weights
 from .models import BUILDERS
 from .multiexit import MultiExitNet
-from .training import PROFILES, stage_params
+from .training import PROFILES, recipe, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
@@ -146,6 +147,21 @@ def check_profile(profile: str) -> str:
 def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
     """The ``(model, dataset)`` pairs the train stage covers in ``profile``."""
     return [(model, dataset) for model, dataset, _ in _train_entries(profile, path)]
+
+
+def paper_b_models(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
+    """The ``(model, dataset)`` pairs of Paper B's recipe (with ET-profiles) that ``profile`` trains."""
+    return [(model, dataset) for model, dataset in matrix(profile, path) if recipe(model) == "B"]
+
+
+def paper_b_comparison(profile: str, setup: baselines.Setup = baselines.Setup(),
+                       artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
+    """:func:`baselines.compare` (uniform preemption) on every model of :func:`paper_b_models`, one table."""
+    tables = [baselines.compare(load_artifact(profile, m, d, artifact_root), derived_dir(profile, m, d, artifact_root),
+                                profile, setup) for m, d in paper_b_models(profile)]
+    if not tables:
+        raise ValueError(f"profile {profile!r} trains none of Paper B's models; add one to the train stage's matrix")
+    return pd.concat(tables, ignore_index=True)
 
 
 def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
