@@ -28,10 +28,10 @@ def committed(tmp_path):
     return directory, lib
 
 
-def _edited(lib, tmp_path, old: str, new: str):
+def _edited(lib, tmp_path, old: str, new: str, module: str = "training.py"):
     copy = tmp_path / "edited" / "lib"
     shutil.copytree(lib, copy)
-    source = copy / "earlyexit" / "training.py"
+    source = copy / "earlyexit" / module
     text = source.read_text()
     assert old in text
     source.write_text(text.replace(old, new, 1))
@@ -65,3 +65,48 @@ def test_code_that_is_not_in_git_is_refused(committed):
     artifacts.write_manifest(directory, manifest)
     with pytest.raises(recertify.RecertifyError, match="not in git"):
         recertify.recertify(directory)
+
+
+FINETUNE = {k: v for k, v in PARAMS.items() if k not in ("model", "dataset", "profile")} | {"lr": 0.01}
+STAGES = {
+    "prune": {"stage": "prune", "model": "alexnet", "dataset": "cifar10", "profile": "smoke", "pruning_ratio": 0.25,
+              "source_npz_sha256": "abc", "finetune": FINETUNE},
+    "compress": {"stage": "compress", "model": "alexnet", "dataset": "cifar10", "profile": "smoke", "reduction": 4,
+                 "bits": 8, "source_npz_sha256": "abc", "encoder_prune_ratios": [0.0, 0.5],
+                 "step2": FINETUNE, "step3": FINETUNE | {"lr": 0.001}},
+}
+
+
+def _stage_artifact(tmp_path, stage: str):
+    """A stage artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.PACKAGE, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    lib = recertify._checkout(head, tmp_path / "code")
+    directory = tmp_path / f"artifact-{stage}"
+    manifest = artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params=STAGES[stage],
+                                       data_sha256="abc", wall_time_s=1.0, machine={"precision": "fp32"})
+    code = recertify._probe(lib, {"hash_only": True, "model": "alexnet", "stage": stage})
+    artifacts.write_manifest(directory, manifest | {"git_commit": head, "code_sha256": code})
+    return directory, lib
+
+
+@pytest.mark.parametrize("stage, module, compared", [("prune", "pruning.py", "part_flops"),
+                                                     ("compress", "compression.py", "encoder_prune_correct")])
+def test_stage_artifacts_replay_their_stage_after_training(tmp_path, stage, module, compared):
+    directory, lib = _stage_artifact(tmp_path, stage)
+    before = artifacts.read_manifest(directory)
+    new_lib = _edited(lib, tmp_path, '"""', '"""(Reworded.) ', module)
+    manifest = recertify.recertify(directory, new_lib)
+    record = manifest["recertified"][-1]
+    assert manifest["code_sha256"] != before["code_sha256"] and record["replay"]["stage"] == stage
+    assert compared in record["compared"] and "identical" in record["compared"]
+    assert len(record["replay"]["stage_configs"]) == len(recertify.STAGE_CONFIGS[stage])
+
+
+def test_a_pruning_edit_that_prunes_otherwise_is_refused(tmp_path):
+    directory, lib = _stage_artifact(tmp_path, "prune")
+    before = (directory / "manifest.json").read_bytes()
+    new_lib = _edited(lib, tmp_path, "pruning_ratio=ratio,", "pruning_ratio=ratio * 1.5,", "pruning.py")
+    with pytest.raises(recertify.RecertifyError, match="computes something else"):
+        recertify.recertify(directory, new_lib)
+    assert (directory / "manifest.json").read_bytes() == before

@@ -15,6 +15,13 @@ under ``recertified`` (old and new code hashes and commits, what was replayed, w
 The replay covers the code paths of a full run (model construction, seeded data order and
 augmentation, the loss, SGD with the schedule, checkpointing, prediction) on a class-balanced slice;
 it cannot cover data-dependent branches that the slice never takes, which these modules do not have.
+
+Artifacts of the stages after training (``params["stage"]``: filter pruning, feature compression)
+depend on the training modules and on their stage's (:data:`artifacts.STAGE_MODULES`). Their replay
+trains the slice as above with the stage's own recipe, then runs the stage on that network: pruning
+and fine-tuning (its pruning ratio), or the codec's steps 2 and 3 and the encoder-pruning sweep; it
+compares the weights, losses and probabilities as above, and the pruned network's part FLOPs or the
+codec's sent bits and encoder-pruning correctness.
 """
 
 from __future__ import annotations
@@ -46,22 +53,48 @@ from earlyexit import artifacts, data, models, training
 spec = json.loads(sys.argv[1])
 if spec.get("hash_only"):  # older versions hash the same modules for every model
     takes_model = "model" in artifacts.code_sha256.__code__.co_varnames
-    print(artifacts.code_sha256(spec["model"]) if takes_model else artifacts.code_sha256())
+    if spec.get("stage"):
+        print(artifacts.code_sha256(spec["model"], spec["stage"]))
+    else:
+        print(artifacts.code_sha256(spec["model"]) if takes_model else artifacts.code_sha256())
     raise SystemExit
 torch.set_num_threads(spec["threads"])
 names = {f.name for f in dataclasses.fields(training.TrainConfig)}
-kw = {k: v for k, v in spec["config"].items() if k in names}
-if "precision" in names:
-    kw["precision"] = spec["precision"]
-else:
-    kw["bf16"] = spec["precision"] == "bf16"
-cfg = training.TrainConfig(**kw)
+
+
+def config(entries):
+    kw = {k: v for k, v in entries.items() if k in names}
+    if "precision" in names:
+        kw["precision"] = spec["precision"]
+    else:
+        kw["bf16"] = spec["precision"] == "bf16"
+    return training.TrainConfig(**kw)
+
+
+cfg = config(spec["config"])
 ds = data.load(spec["dataset"])
 model = models.build_model(spec["model"], spec["dataset"], seed=cfg.seed)
 out = pathlib.Path(spec["out"])
 history = training.train(model, ds, cfg, out / "checkpoint.pt", progress=False)
-probs = training.predict(model, ds.x_test[: spec["test_images"]], ds.name, progress=False)
-torch.save({"state": model.state_dict(), "loss": [h["loss"] for h in history], "probs": probs}, out / "result.pt")
+x, y = ds.x_test[: spec["test_images"]], ds.y_test[: spec["test_images"]]
+shape = tuple(ds.x_test.shape[1:])
+extra = {}
+if spec.get("stage") == "prune":
+    from earlyexit import flops, pruning
+    model = pruning.prune_filters(model, spec["ratio"], shape)
+    history += training.train(model, ds, config(spec["stage_configs"][0]), out / "stage.pt", progress=False)
+    extra["part_flops"] = [[p.stage, p.exit] for p in flops.part_flops(model.cpu(), shape)]
+elif spec.get("stage") == "compress":
+    from earlyexit import compression as c
+    model = c.step2_trainable(c.compressed(model, c.partition_channels(model, shape), spec["reduction"], spec["bits"]))
+    for (step, prepare), entries in zip((("step2", c.step2_trainable), ("step3", c.step3_trainable)), spec["stage_configs"]):
+        prepare(model)
+        history += training.train(model, ds, config(entries), out / f"{step}.pt", progress=False)
+    extra["encoder_prune_correct"] = c.encoder_pruning_correct(model, x, y, ds.name, spec["encoder_prune_ratios"],
+                                                               progress=False).tolist()
+probs = training.predict(model, x, ds.name, progress=False)
+torch.save({"state": model.state_dict(), "loss": [h["loss"] for h in history], "probs": probs, "extra": extra},
+           out / "result.pt")
 '''
 
 
@@ -106,21 +139,40 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
         later = _git("rev-list", "--reverse", f"{first}..HEAD", "--", "lib/earlyexit").split()
     except subprocess.CalledProcessError as err:
         raise RecertifyError(f"the artifact's commit {first!r} is not in this repository's history") from err
-    model = manifest["params"].get("model")
     for commit in [first, *later]:
         lib = _checkout(commit, work / commit)
-        if _probe(lib, {"hash_only": True, "model": model}) == manifest["code_sha256"]:
+        if _probe(lib, _hash_spec(manifest)) == manifest["code_sha256"]:
             return commit, lib
     raise RecertifyError(f"no commit from {first[:12]} on has code hashing to the manifest's code_sha256 "
                          f"{manifest['code_sha256'][:12]}; the code that made this artifact is not in git")
 
 
+def _hash_spec(manifest: dict) -> dict:
+    """The probe's request for the code hash an artifact like ``manifest`` depends on."""
+    params = manifest["params"]
+    return {"hash_only": True, "model": params.get("model"), "stage": params.get("stage")}
+
+
+#: The recipes a stage artifact records, by stage (each one replayed in turn after the training replay).
+STAGE_CONFIGS = {"prune": ("finetune",), "compress": ("step2", "step3")}
+
+
 def _replay_spec(manifest: dict, out: Path) -> dict:
     params = manifest["params"]
-    config = {k: v for k, v in params.items() if k not in ("model", "dataset", "profile", "et_samples", *RENAMED_PARAMS)}
-    config |= {"epochs": 1, "anneal_epochs": 1, "train_per_class": REPLAY_TRAIN_PER_CLASS[params["dataset"]]}
-    return {"model": params["model"], "dataset": params["dataset"], "config": config, "out": str(out),
+    stage = params.get("stage")
+    if stage is not None and stage not in STAGE_CONFIGS:
+        raise RecertifyError(f"no replay for artifacts of stage {stage!r}; stages: {', '.join(STAGE_CONFIGS)}")
+    short = {"epochs": 1, "anneal_epochs": 1, "train_per_class": REPLAY_TRAIN_PER_CLASS[params["dataset"]]}
+    stage_configs = [params[key] | short for key in STAGE_CONFIGS.get(stage, ())]
+    config = stage_configs[0] if stage else {
+        k: v for k, v in params.items() if k not in ("model", "dataset", "profile", "et_samples", *RENAMED_PARAMS)} | short
+    spec = {"model": params["model"], "dataset": params["dataset"], "config": config, "out": str(out),
             "precision": _precision(manifest), "threads": torch.get_num_threads(), "test_images": REPLAY_TEST_IMAGES}
+    if stage:
+        spec |= {"stage": stage, "stage_configs": stage_configs, "ratio": params.get("pruning_ratio"),
+                 "reduction": params.get("reduction"), "bits": params.get("bits"),
+                 "encoder_prune_ratios": params.get("encoder_prune_ratios")}
+    return spec
 
 
 def _precision(manifest: dict) -> str:
@@ -137,6 +189,8 @@ def _identical(a: dict, b: dict) -> list[str]:
         differ.append("loss")
     if not torch.equal(a["probs"], b["probs"]):
         differ.append("probs")
+    differ += [k for k in a.get("extra", {}).keys() | b.get("extra", {}).keys()
+               if a.get("extra", {}).get(k) != b.get("extra", {}).get(k)]
     return sorted(differ)
 
 
@@ -148,7 +202,7 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.PACKAGE.pa
     """
     directory = Path(directory)
     manifest = artifacts.read_manifest(directory)
-    new_code = _probe(new_lib, {"hash_only": True, "model": manifest["params"].get("model")})
+    new_code = _probe(new_lib, _hash_spec(manifest))
     if manifest["code_sha256"] == new_code:
         return manifest
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,8 +221,11 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.PACKAGE.pa
     spec = _replay_spec(manifest, Path("."))
     record = {"from_code_sha256": manifest["code_sha256"], "from_commit": old_commit,
               "to_code_sha256": new_code, "to_commit": artifacts.git_commit(),
-              "replay": {k: spec[k] for k in ("config", "precision", "threads", "test_images")},
-              "compared": "trained weights, losses and test probabilities, bit for bit: identical",
+              "replay": {k: spec[k] for k in ("config", "precision", "threads", "test_images", "stage", "stage_configs")
+                         if k in spec},
+              "compared": "trained weights, losses and test probabilities" + (
+                  f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
+                          + ", bit for bit: identical",
               "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
               "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "cpu": hardware.cpu_info().model}
