@@ -4,22 +4,25 @@ import pytest
 import torch
 
 from earlyexit import flops, paper
-from earlyexit.models import BUILDERS, build_model
+from earlyexit import data
+from earlyexit.models import BUILDERS, PAPER_A, PAPER_B, build_model
 
-CASES = [(m, d) for m in BUILDERS for d in ("cifar10", "cifar100")]
+CASES = [(m, d) for m in PAPER_A for d in ("cifar10", "cifar100")] + [
+    (m, d) for m in PAPER_B for d in ("cifar10", "cifar100", "mnist")]
 
 
 @pytest.mark.parametrize("name,dataset", CASES)
 def test_every_exit_outputs_class_logits(name, dataset):
     net = build_model(name, dataset, seed=0).eval()
-    outputs = net(torch.randn(2, 3, 32, 32))
-    classes = 10 if dataset == "cifar10" else 100
+    classes, (size, _, channels), _, _ = data.SPECS[dataset]
+    with torch.no_grad():
+        outputs = net(torch.randn(2, channels, size, size))
     assert len(outputs) == net.num_exits == len(net.loss_weights)
     assert all(z.shape == (2, classes) for z in outputs)
     assert all(w > 0 for w in net.loss_weights)
 
 
-@pytest.mark.parametrize("name", [m for m in BUILDERS if not m.startswith("msdnet")])
+@pytest.mark.parametrize("name", PAPER_A)
 def test_paper_a_loss_weights_sum_to_one(name):
     assert sum(build_model(name, "cifar10").loss_weights) == pytest.approx(1.0)  # Eq. (5)
 
@@ -73,3 +76,17 @@ def test_light_exits_are_one_fc_layer_after_pooling():
     # 2x2 max-pooling of 64x32x32 (65,536 FLOPs) then FC 16384 -> 10 (+10 bias).
     assert parts[0].exit == 64 * 32 * 32 + 64 * 16 * 16 * 10 + 10
     assert [p.stage for p in parts] == [p.stage for p in flops.part_flops(build_model("vgg16bn", "cifar10"))]
+
+
+@pytest.mark.parametrize("name", PAPER_A)
+def test_paper_a_networks_refuse_mnist_saying_which_take_it(name):
+    with pytest.raises(ValueError, match="Paper B's models take MNIST"):
+        build_model(name, "mnist")
+
+
+def test_the_registry_is_both_papers_and_refuses_unknown_names():
+    assert set(BUILDERS) == set(PAPER_A) | set(PAPER_B) and not set(PAPER_A) & set(PAPER_B)
+    with pytest.raises(ValueError, match="unknown model 'lenet'"):
+        build_model("lenet", "cifar10")
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        build_model("b_alexnet", "svhn")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from earlyexit import artifacts, pipeline, training
+from earlyexit.models import PAPER_B
 
 
 def test_cpu_figure_jobs_run_notebooks_with_their_defaults():
@@ -44,7 +45,7 @@ def test_artifacts_are_checked_against_the_recipe_with_its_overrides(tmp_path, m
 def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     jobs = pipeline.jobs("smoke")
     trained = {j.params["model"] for j in jobs if j.kind == "train"}
-    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40"}
+    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40", "b_alexnet"}
     figures = [j for j in jobs if j.kind == "figure"]
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
     real_mode = "B-fig1-fig2-real-mode"  # reads shipped weights, which smoke does not keep
@@ -229,5 +230,5 @@ def test_paper_b_comparison_covers_the_trained_models_of_paper_bs_recipe():
     for profile in ("paper", "cpu", "smoke"):
         models = pipeline.paper_b_models(profile)
         assert models and set(models) <= set(pipeline.matrix(profile))
-        assert {m for m, _ in models} <= {m for m, _ in pipeline.matrix(profile) if m.startswith("msdnet")}
+        assert {m for m, _ in models} <= set(PAPER_B)
     assert ("msdnet40", "cifar100") in pipeline.paper_b_models("cpu")

@@ -35,7 +35,9 @@ PACKAGE = Path(__file__).resolve().parent
 #: (unless :mod:`earlyexit.recertify` shows that the new code computes the same artifact).
 CODE_MODULES = ("data.py", "multiexit.py", "models.py", "training.py")
 #: Further modules that define some models (and so decide only their artifacts).
-MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",)}
+MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",),
+                 **{name: ("einet_models.py",) for name in ("b_alexnet", "flexvgg16", "vgg16_finegrained",
+                                                             "resnet50_finegrained")}}
 #: Further modules that decide the artifacts of a stage after training (its ``params["stage"]``).
 STAGE_MODULES = {"prune": ("flops.py", "pruning.py"), "compress": ("flops.py", "compression.py")}
 NPZ, MANIFEST = "profile.npz", "manifest.json"

@@ -1,8 +1,9 @@
 """Paper A's multi-exit backbones and the registry of every network of both papers (:func:`build_model`).
 
 Paper A's networks follow §V-A, footnote 4 and Tables III-VI: convolutions of VGG16-BN and ResNet44
-are bias-free (they are followed by BatchNorm), AlexNet keeps its biases (no BatchNorm).  Every
-network is a :class:`~earlyexit.multiexit.MultiExitNet`; Paper B's MSDNets live in :mod:`.msdnet`.
+are bias-free (they are followed by BatchNorm), AlexNet keeps its biases (no BatchNorm); they take
+CIFAR images. Every network is a :class:`~earlyexit.multiexit.MultiExitNet`; Paper B's MSDNets live
+in :mod:`.msdnet`, the rest of its model zoo in :mod:`.einet_models`, all for CIFAR and MNIST.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from . import msdnet
+from . import data, einet_models, msdnet
 from .multiexit import MultiExitNet, classifier, conv_bn_relu, conv_relu
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -167,26 +168,41 @@ def resnet44_3exit(num_classes: int) -> MultiExitNet:
     return _resnet44((1, 4, 8), [(16, 2, 32), (16, 1, 32), (32, 1, 16)], num_classes, (0.2, 0.2, 0.2, 0.4))
 
 
-BUILDERS: dict[str, Callable[[int], MultiExitNet]] = {
+#: Paper A's networks: ``builder(num_classes)``, CIFAR only.
+PAPER_A: dict[str, Callable[[int], MultiExitNet]] = {
     "alexnet": alexnet,
     "vgg16bn": vgg16bn,
     "vgg16bn_light": vgg16bn_light,
     "resnet44": resnet44,
     "resnet44_3exit": resnet44_3exit,
+}
+#: Paper B's model zoo (§VI-A): ``builder(num_classes, in_channels, image_size)``, any dataset.
+PAPER_B: dict[str, Callable[[int, int, int], MultiExitNet]] = {
+    "b_alexnet": einet_models.b_alexnet,
+    "flexvgg16": einet_models.flexvgg16,
+    "vgg16_finegrained": einet_models.vgg16_finegrained,
+    "resnet50_finegrained": einet_models.resnet50_finegrained,
     "msdnet21": msdnet.msdnet21,
     "msdnet40": msdnet.msdnet40,
 }
+BUILDERS: dict[str, Callable[..., MultiExitNet]] = PAPER_A | PAPER_B
 
 
 def build_model(name: str, dataset: str, seed: int | None = None) -> MultiExitNet:
-    """Build a multi-exit network (Paper A's five, Paper B's MSDNets) for ``cifar10`` or ``cifar100``.
+    """Build a multi-exit network of either paper for ``dataset`` (Paper A's: CIFAR only).
 
     With ``seed``, torch's global generator is seeded first, so the initial weights are reproducible.
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
-    if dataset not in NUM_CLASSES:
-        raise ValueError(f"these networks take 32x32 CIFAR images; dataset must be one of {', '.join(NUM_CLASSES)}, got {dataset!r}")
+    if dataset not in data.SPECS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.SPECS)}")
+    if name in PAPER_A and dataset not in NUM_CLASSES:
+        raise ValueError(f"Paper A's networks take 32x32 CIFAR images; dataset must be one of "
+                         f"{', '.join(NUM_CLASSES)}, got {dataset!r} (Paper B's models take MNIST too)")
     if seed is not None:
         torch.manual_seed(seed)
-    return BUILDERS[name](NUM_CLASSES[dataset])
+    if name in PAPER_A:
+        return PAPER_A[name](NUM_CLASSES[dataset])
+    classes, (size, _, channels), _, _ = data.SPECS[dataset]
+    return PAPER_B[name](classes, channels, size)

@@ -110,8 +110,9 @@ def layer_scales(blocks: int, step: int, base: int, scales: int) -> list[list[in
 
 
 def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, growth: int = 6,
-           scales: int = 3, reduction: float = 0.5) -> MultiExitNet:
-    """MSDNet with ``blocks`` exits for 32x32 inputs (Paper B §IV-A1 names blocks/step/base/channels).
+           scales: int = 3, reduction: float = 0.5, in_channels: int = 3) -> MultiExitNet:
+    """MSDNet with ``blocks`` exits for 32x32 (or MNIST's 28x28) inputs of ``in_channels`` channels
+    (Paper B §IV-A1 names blocks/step/base/channels).
 
     Growth and bottleneck factors are ``2**s`` at scale ``s`` (1-2-4 for three scales);
     ``reduction`` in (0, 1] is the transitions' compression.  Convs get MSDNet's He (fan-out)
@@ -121,7 +122,7 @@ def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, g
     if min(blocks, step, base, channels, growth, scales) < 1 or not 0 < reduction <= 1:
         raise ValueError("blocks, step, base, channels, growth and scales must be >= 1, reduction in (0, 1]")
     first = FirstLayer(
-        nn.Sequential(*conv_bn_relu(channels * 2 ** (s - 1) if s else 3, channels * 2**s, 2 if s else 1))
+        nn.Sequential(*conv_bn_relu(channels * 2 ** (s - 1) if s else in_channels, channels * 2**s, 2 if s else 1))
         for s in range(scales)
     )
     stages, exits, c, prev = [], [], channels, scales
@@ -146,16 +147,19 @@ def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, g
     return model
 
 
-def msdnet21(num_classes: int) -> MultiExitNet:
-    """Paper B's 21-block MSDNet: "21 blocks, 2 steps, 4 bases, and 16 channels" (§VI-D2); 44 MSD layers."""
-    return msdnet(num_classes, blocks=21, step=2, base=4, channels=16)
+def msdnet21(num_classes: int, in_channels: int = 3, image_size: int = 32) -> MultiExitNet:
+    """Paper B's 21-block MSDNet: "21 blocks, 2 steps, 4 bases, and 16 channels" (§VI-D2); 44 MSD layers.
+
+    ``image_size`` is accepted for the zoo's common signature; the branches pool globally, so any size
+    the three scales can halve twice works."""
+    return msdnet(num_classes, blocks=21, step=2, base=4, channels=16, in_channels=in_channels)
 
 
-def msdnet40(num_classes: int) -> MultiExitNet:
+def msdnet40(num_classes: int, in_channels: int = 3, image_size: int = 32) -> MultiExitNet:
     """Paper B's 40-block MSDNet, step 1 as §VI-D1 prescribes for 40 or more blocks.
 
     The paper gives no base or channels for it; we keep those of the 21-block model (base 4,
     16 channels, also the MSDNet reference's CIFAR anytime setting), so both backbones have nearly
     the same depth (43 vs 44 MSD layers), consistent with §VI-B3's final exits within 0.5%.
     """
-    return msdnet(num_classes, blocks=40, step=1, base=4, channels=16)
+    return msdnet(num_classes, blocks=40, step=1, base=4, channels=16, in_channels=in_channels)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from . import artifacts, data, hardware
 from .elastic import measure_et_profile
-from .models import build_model
+from .models import PAPER_B, build_model
 from .multiexit import MultiExitNet
 
 
@@ -103,8 +103,8 @@ PROFILES = tuple(RECIPES["A"])
 
 
 def recipe(model_name: str) -> str:
-    """Which paper's recipe trains ``model_name``: "B" for the MSDNets of Paper B, else "A"."""
-    return "B" if model_name.startswith("msdnet") else "A"
+    """Which paper's recipe trains ``model_name``: "B" for Paper B's model zoo, else "A"."""
+    return "B" if model_name in PAPER_B else "A"
 
 
 def profile_config(profile: str, model_name: str, **overrides) -> TrainConfig:
@@ -150,7 +150,8 @@ def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Datas
     total = 0.0
     for step in range(steps):
         batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        x = data.normalize(data.augment(ds.x_train[batch], gen), ds.name).to(dev, memory_format=torch.channels_last)
+        x = data.normalize(data.augment(ds.x_train[batch], gen, *data.AUGMENT[ds.name]), ds.name).to(
+            dev, memory_format=torch.channels_last)
         y = ds.y_train[batch].to(dev)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch + step / steps)
