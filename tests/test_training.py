@@ -149,3 +149,12 @@ def test_a_stale_checkpoint_is_discarded_saying_so(load_dataset, tmp_path, capsy
     training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False, **SMOKE_TINY)
     out = capsys.readouterr().out
     assert "made with other code" in out and "discarding it, training from scratch" in out
+
+
+def test_mnist_trains_on_its_images_as_they_are_and_cifar_on_augmented_ones(load_dataset):
+    x = load_dataset("mnist").x_train[:16]
+    assert training.augmented(x, "mnist", torch.Generator().manual_seed(0)) is x
+    cifar = load_dataset("cifar10").x_train[:16]
+    out = training.augmented(cifar, "cifar10", torch.Generator().manual_seed(0))
+    assert torch.equal(out, training.data.augment(cifar, torch.Generator().manual_seed(0)))
+    assert not torch.equal(out, cifar)

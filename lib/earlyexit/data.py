@@ -32,9 +32,6 @@ SPECS: dict[str, tuple[int, tuple[int, int, int], tuple[float, ...], tuple[float
     "mnist": (10, (28, 28, 1), (0.1307,), (0.3081,)),
 }
 SPLIT_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "mnist": (60000, 10000)}
-#: Training augmentation (padding of the random crop, horizontal flip) by dataset: CIFAR's usual
-#: 4-pixel crop and flip; none for MNIST, as BranchyNet trains it (a mirrored digit is another shape).
-AUGMENT = {"cifar10": (4, True), "cifar100": (4, True), "mnist": (0, False)}
 
 
 class DataError(RuntimeError):
@@ -188,21 +185,16 @@ def normalize(x: Tensor, name: str) -> Tensor:
     return (x.float() / 255.0 - m) / s
 
 
-def augment(x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> Tensor:
-    """Random crop after zero-padding by ``pad`` and (if ``flip``) random horizontal flip, on a uint8
-    NCHW batch; with neither, the batch itself (no random draw). See :data:`AUGMENT` per dataset."""
-    if pad == 0 and not flip:
-        return x
+def augment(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop after zero-padding by ``pad`` and random horizontal flip, on a uint8 NCHW batch."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
     cols = dx[:, None] + torch.arange(w)[None, :]
-    if flip:
-        mirrored = torch.rand(n, generator=generator) < 0.5
-        cols = torch.where(mirrored[:, None], cols.flip(1), cols)
-    cols = cols[:, None, None, :]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
     batch = torch.arange(n)[:, None, None, None]
     chan = torch.arange(x.shape[1])[None, :, None, None]
     return padded[batch, chan, rows, cols]

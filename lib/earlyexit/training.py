@@ -139,6 +139,16 @@ def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 1_000_003 + epoch
 
 
+#: Whether training augments a dataset: CIFAR with the usual random crop and flip (:func:`data.augment`);
+#: MNIST not, as BranchyNet trains it (a mirrored digit is another shape).
+AUGMENTED = {"cifar10": True, "cifar100": True, "mnist": False}
+
+
+def augmented(x: Tensor, dataset: str, generator: torch.Generator) -> Tensor:
+    """A training batch of ``dataset`` as the model sees it: augmented by :func:`data.augment` or as is."""
+    return data.augment(x, generator) if AUGMENTED[dataset] else x
+
+
 def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Dataset, idx: Tensor,
                  cfg: TrainConfig, epoch: int, dev: torch.device, precision: str, bar: tqdm) -> float:
     """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
@@ -150,8 +160,7 @@ def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Datas
     total = 0.0
     for step in range(steps):
         batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        x = data.normalize(data.augment(ds.x_train[batch], gen, *data.AUGMENT[ds.name]), ds.name).to(
-            dev, memory_format=torch.channels_last)
+        x = data.normalize(augmented(ds.x_train[batch], ds.name, gen), ds.name).to(dev, memory_format=torch.channels_last)
         y = ds.y_train[batch].to(dev)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch + step / steps)
