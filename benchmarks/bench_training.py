@@ -30,6 +30,9 @@ def main() -> None:
         print("\nbf16 / fp32 training throughput: "
               + ", ".join(f"{m} {bf16[m] / fp32[m]:.2f}x" for m in fp32.index if m in bf16.index))
         entries = [e for e in pipeline._train_entries("cpu") if e[0] in set(rates.model)]
+        if not entries:
+            print("\nNo cpu-profile training job of pipeline.toml uses these models: no wall time to predict.")
+            return
         plan = train_bench.job_plan(rates, entries)
         print("\nPredicted wall time of the cpu-profile training jobs of pipeline.toml on this machine:")
         print(plan.to_string(index=False))
