@@ -1,6 +1,8 @@
 """Derived results: recomputed when what they depend on changes, read back otherwise."""
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from earlyexit import artifacts, derived
 
@@ -27,3 +29,14 @@ def test_a_result_is_kept_across_a_recertification_and_recomputed_for_new_arrays
     assert calls == ["a", "b"]
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_a_table_reads_back_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.random(5000) * np.exp(rng.normal(0, 20, 5000))  # many magnitudes, full 17-digit mantissas
+    table = pd.DataFrame({"method": [f"m{i}" for i in range(5000)], "accuracy": values})
+    fresh = derived.frame(tmp_path / "t.csv", {"k": 1}, lambda: table)
+    stored = derived.frame(tmp_path / "t.csv", {"k": 1}, lambda: pytest.fail("recomputed a stored table"))
+    for result in (fresh, stored):
+        np.testing.assert_array_equal(result.accuracy.to_numpy(), values)
+        assert list(result.method) == list(table.method)

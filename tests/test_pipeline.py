@@ -45,7 +45,8 @@ def test_artifacts_are_checked_against_the_recipe_with_its_overrides(tmp_path, m
 def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     jobs = pipeline.jobs("smoke")
     trained = {j.params["model"] for j in jobs if j.kind == "train"}
-    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40", "b_alexnet"}
+    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40", "b_alexnet",
+                       "flexvgg16", "vgg16_finegrained"}
     figures = [j for j in jobs if j.kind == "figure"]
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
     real_mode = "B-fig1-fig2-real-mode"  # reads shipped weights, which smoke does not keep
@@ -192,7 +193,8 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert sum("pruned, fine-tuned" in line for line in ledger) == len(pipeline.pruned("cpu"))
     assert sum("feature codec trained" in line for line in ledger) == len(compressed)
     row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))
-    assert "| bf16 |" in row and "63.25" in row and "72.21" in row
+    accuracy = pipeline.load_artifact("cpu", "resnet44", "cifar100").manifest["test_accuracy"]
+    assert "| bf16 |" in row and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row and "| 72.21 |" in row
 
 
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):

@@ -72,7 +72,7 @@ def test_weights_of_another_run_or_corrupt_ones_are_refused(trained, tmp_path):
         weights.load_model(copy)
 
 
-def test_export_takes_only_the_checkpoint_that_made_the_artifact(trained, tmp_path):
+def test_export_takes_only_the_checkpoint_that_made_the_artifact_or_a_recertified_one(trained, tmp_path):
     run, model, directory = trained
     copy = _copy(directory, tmp_path / "copy", with_weights=False)
     with pytest.raises(weights.WeightsError, match="no checkpoint"):
@@ -83,8 +83,15 @@ def test_export_takes_only_the_checkpoint_that_made_the_artifact(trained, tmp_pa
     torch.save(state, copy / "checkpoint.pt")
     with pytest.raises(weights.WeightsError, match="other code"):
         weights.export(copy)
-    torch.save({**state, "code_sha256": run.manifest["code_sha256"]}, copy / "checkpoint.pt")
+    manifest = json.loads((copy / artifacts.MANIFEST).read_text())
+    recertified = {**manifest, "recertified": [{"from_code_sha256": "older code", "to_code_sha256": manifest["code_sha256"]}]}
+    (copy / artifacts.MANIFEST).write_text(json.dumps(recertified))  # the older code computes the same artifact
     record = weights.export(copy)
+    (copy / weights.WEIGHTS).unlink()
+    (copy / weights.RECORD).unlink()
+    (copy / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    torch.save({**state, "code_sha256": run.manifest["code_sha256"]}, copy / "checkpoint.pt")
+    assert weights.export(copy) == record
     assert record["parameters"] == sum(p.numel() for p in model.parameters())
     written = (copy / weights.WEIGHTS).stat().st_mtime_ns
     assert weights.export(copy) == record and (copy / weights.WEIGHTS).stat().st_mtime_ns == written  # kept as is

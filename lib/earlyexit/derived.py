@@ -26,6 +26,8 @@ import pandas as pd
 from . import artifacts, hardware
 
 T = TypeVar("T")
+#: pandas 3 parses CSV floats exactly by default (and deprecates asking for it); pandas 2 must be asked.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def code_sha256(*modules: str) -> str:
@@ -84,4 +86,4 @@ def load_or_compute(path: str | os.PathLike, key: dict, compute: Callable[[], T]
 def frame(path: str | os.PathLike, key: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """:func:`load_or_compute` for a table, stored as CSV (floats round-trip exactly)."""
     return load_or_compute(path, key, compute, lambda df, tmp: df.to_csv(tmp, index=False),
-                           lambda p: pd.read_csv(p, float_precision="round_trip"))
+                           lambda p: pd.read_csv(p, **_EXACT_FLOATS))

@@ -99,3 +99,6 @@ B_MODEL_NAMES = {"b_alexnet": "B-AlexNet", "resnet50_finegrained": "ResNet-50", 
 #: Fig. 8 and over the dynamic plans of Fig. 9 (confidence thresholds, random search).
 B_GAIN_STATIC = (0.13, 16.5)
 B_GAIN_DYNAMIC = (0.79, 4.1)
+#: Paper B §VI-B1: "increasing the number of branches for the same model backbone can lead to improved
+#: overall accuracy": (coarse, fine-grained) variants of one backbone among its models (Tables II, III names).
+B_SAME_BACKBONE = (("FlexVGG-16", "VGG-16"),)

@@ -91,9 +91,9 @@ def load_model(directory: str | os.PathLike) -> MultiExitNet:
 def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> dict | None:
     """Write the weights of the artifact in ``directory`` from the training checkpoint that made it.
 
-    The checkpoint (default ``<directory>/checkpoint.pt``) must hold the artifact's recipe, data and
-    code checksums and its per-epoch history. Weights already current are kept as
-    they are (their file is not rewritten).
+    The checkpoint (default ``<directory>/checkpoint.pt``) must hold the artifact's recipe, data
+    checksum and per-epoch history, and its code checksum or one the artifact was recertified from.
+    Weights already current are kept as they are (their file is not rewritten).
     """
     directory = Path(directory)
     if (record := current(directory)) is not None:
@@ -107,7 +107,7 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     params = manifest["params"]
     recipe = {f.name: params.get(f.name) for f in fields(TrainConfig)}
     made = {"recipe": state.get("config") == recipe, "data": state.get("data_sha256") == manifest["data_sha256"],
-            "code": state.get("code_sha256") == manifest["code_sha256"],
+            "code": state.get("code_sha256") in _certified_code(manifest),
             "history": state.get("history") == manifest.get("history")}
     if not all(made.values()):
         raise WeightsError(f"checkpoint {checkpoint} did not make the artifact in {directory} (other "
@@ -115,6 +115,12 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     model = build_model(params["model"], params["dataset"], seed=params.get("seed", 0))
     model.load_state_dict(state["model"])
     return save(model, directory)
+
+
+def _certified_code(manifest: dict) -> set[str]:
+    """The code versions known to compute the artifact: its own and every one it was recertified from
+    (:mod:`earlyexit.recertify` replays both and finds them identical)."""
+    return {manifest["code_sha256"]} | {r["from_code_sha256"] for r in manifest.get("recertified", [])}
 
 
 def _record(directory: Path) -> dict:
