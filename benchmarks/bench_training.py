@@ -15,7 +15,8 @@ from earlyexit import hardware, pipeline, train_bench
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", help="comma-separated model names (default: every model)")
+    parser.add_argument("--models", help="comma-separated model names (default: every model; also "
+                        + ", ".join(train_bench.VARIANTS) + ")")
     parser.add_argument("--dataset", default="cifar100", help="dataset whose images are used (default cifar100)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per model and precision")
     args = parser.parse_args()

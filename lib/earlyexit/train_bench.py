@@ -11,18 +11,41 @@ so that the benchmark stays short, and marked ``emulated``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import data, hardware, training
+from . import data, einet_models, hardware, training
 from .models import BUILDERS, build_model
+from .multiexit import MultiExitNet
 
 EPOCH_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
 PROFILE_IMAGES = {"cifar10": 60_000, "cifar100": 60_000, "mnist": 70_000}  # test + training split predicted
 #: Batch for timing emulated bf16 (per-image cost scales linearly there; keeps the benchmark short).
 EMULATED_BATCH = 16
+
+
+def _resnet50_imagenet_stem(dataset: str) -> MultiExitNet:
+    """Fine-grained ResNet-50 with torchvision's ImageNet stem (7x7 stride-2 conv + max-pool)."""
+    classes, (size, _, channels), _, _ = data.SPECS[dataset]
+    return einet_models.resnet50_finegrained(classes, channels, size, stem="imagenet")
+
+
+#: Variants timed beside the zoo but trained by no job: name -> (recipe's model, builder(dataset)).
+VARIANTS: dict[str, tuple[str, Callable[[str], MultiExitNet]]] = {
+    "resnet50_finegrained_imagenet_stem": ("resnet50_finegrained", _resnet50_imagenet_stem),
+}
+
+
+def _build(name: str, dataset: str) -> tuple[str, MultiExitNet]:
+    """The recipe's model name and the network ``name`` (a model of either paper or a :data:`VARIANTS` key)."""
+    if name in VARIANTS:
+        recipe, builder = VARIANTS[name]
+        torch.manual_seed(0)
+        return recipe, builder(dataset)
+    return name, build_model(name, dataset, seed=0)
 
 
 def _step_seconds(model, x: torch.Tensor, y: torch.Tensor, precision: str, steps: int) -> float:
@@ -55,6 +78,8 @@ def throughput(models: list[str] | None = None, dataset: str = "cifar100", steps
                precisions: tuple[str, ...] = ("fp32", "bf16"), progress: bool = True) -> pd.DataFrame:
     """Training and prediction rates (images/s) of ``models`` (default: all) on this CPU, per precision.
 
+    ``models`` may name :data:`VARIANTS` too (timed with their recipe model's batch size).
+
     Columns: model, precision, emulated (bf16 without native support), batch, train_img_s,
     epoch_min (one epoch of the dataset's training split), predict_img_s (fp32, batch 500) and
     single_ms (one image at batch 1, fp32: what an ET-profile sample costs).
@@ -63,8 +88,9 @@ def throughput(models: list[str] | None = None, dataset: str = "cifar100", steps
     cpu = hardware.cpu_info()
     rows = []
     for name in models or list(BUILDERS):
-        cfg = training.profile_config("cpu", name)
-        model = build_model(name, dataset, seed=0).to(memory_format=torch.channels_last)
+        recipe, model = _build(name, dataset)
+        cfg = training.profile_config("cpu", recipe)
+        model = model.to(memory_format=torch.channels_last)
         x_eval = data.normalize(ds.x_test[:500], dataset).contiguous(memory_format=torch.channels_last)
         predict_rate = 500 / _predict_seconds(model, x_eval)
         single_ms = 1e3 * min(_predict_seconds(model, x_eval[:1]) for _ in range(5))
