@@ -59,6 +59,8 @@ def waits_for(pipeline: Path = ROOT / "pipeline.toml") -> dict[str, list[str]]:
     out = {}
     for s in stages:
         missing = [f"{m} / {d}" for m, d in s.get("needs", []) if (m, d) not in trained]
+        if "cpu" not in s.get("profiles", ["cpu"]):
+            missing.append(s.get("waits", "jobs the `cpu` profile does not run yet"))
         if missing:
             out[Path(s["notebook"]).name] = missing
     return out
@@ -98,7 +100,7 @@ def _order(stem: str) -> tuple:
 
 
 def toc(groups: dict[str, list[Path]]) -> str:
-    captions = {**PARTS, "stages": "Pipeline stages: training, pruning, compression"}
+    captions = {**PARTS, "stages": "Pipeline stages: training, pruning, compression, single-exit networks, MSDNet designs"}
     lines = ["format: jb-book", "root: index", "parts:"]
     for key in ("A", "B", "stages"):
         if groups.get(key):

@@ -189,7 +189,10 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
 def test_ledger_lists_every_job_of_the_profile_with_its_record():
     ledger = pipeline.ledger_table("cpu").splitlines()
     compressed = pipeline._compress_entries("cpu")
-    assert len(ledger) == 2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu")) + len(compressed)
+    assert len(ledger) == (2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu")) + len(compressed)
+                           + len(pipeline.single_exits("cpu")) + len(pipeline.designs("cpu")))
+    assert sum("single exit pruned" in line for line in ledger) == len(pipeline.single_exits("cpu"))
+    assert sum("MSDNet design" in line for line in ledger) == len(pipeline.designs("cpu"))
     assert sum("pruned, fine-tuned" in line for line in ledger) == len(pipeline.pruned("cpu"))
     assert sum("feature codec trained" in line for line in ledger) == len(compressed)
     row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))

@@ -39,7 +39,9 @@ MODEL_MODULES = {"msdnet21": ("msdnet.py",), "msdnet40": ("msdnet.py",),
                  **{name: ("einet_models.py",) for name in ("b_alexnet", "flexvgg16", "vgg16_finegrained",
                                                              "resnet50_finegrained")}}
 #: Further modules that decide the artifacts of a stage after training (its ``params["stage"]``).
-STAGE_MODULES = {"prune": ("flops.py", "pruning.py"), "compress": ("flops.py", "compression.py")}
+STAGE_MODULES = {"prune": ("flops.py", "pruning.py"), "compress": ("flops.py", "compression.py"),
+                 "single_exit": ("flops.py", "pruning.py", "single_exit.py"),
+                 "design": ("msdnet.py", "einet_models.py", "msdnet_design.py")}
 NPZ, MANIFEST = "profile.npz", "manifest.json"
 
 

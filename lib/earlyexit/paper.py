@@ -102,3 +102,10 @@ B_GAIN_DYNAMIC = (0.79, 4.1)
 #: Paper B §VI-B1: "increasing the number of branches for the same model backbone can lead to improved
 #: overall accuracy": (coarse, fine-grained) variants of one backbone among its models (Tables II, III names).
 B_SAME_BACKBONE = (("FlexVGG-16", "VGG-16"),)
+#: Paper B §VI-B3 (Fig. 10, ten runs): EINet's gain in accuracy points over the classic single-exit
+#: network, the compressed one and the multi-exit network without planner, across its four networks.
+B_FIG10_GAIN = {"classic": (40.4, 61.5), "compressed": (38.5, 58.2), "ME-NN": (0.8, 1.5)}
+#: Fig. 10's four networks, coarse to fine; "the overall accuracy of the model with 40 blocks in elastic
+#: inference is improved by approximately 5%" over the one with 21 (their last exits within 0.5 %).
+B_FIG10_MODELS = ("flexvgg16", "vgg16_finegrained", "msdnet21", "msdnet40")
+B_FIG10_MSDNET40_OVER_21 = 5.0

@@ -4,7 +4,10 @@ Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dat
 profile's matrix and is skipped while that artifact is current (parameters, code, data); a *prune*
 stage runs once per ``[model, dataset, ratio]`` of its matrix on the weights a training job left
 behind (skipped while its own artifact is current for the current training artifact), a *compress*
-stage likewise once per ``[model, dataset]`` (Paper A §IV's feature compression); a *figure*
+stage likewise once per ``[model, dataset]`` (Paper A §IV's feature compression), a *single_exit*
+stage once per ``[model, dataset, flops_fraction]`` (Paper B Fig. 10's classic and compressed
+networks), a *design* stage once per ``[variant, dataset]`` (Paper B Fig. 14's MSDNet designs, trained
+by the stage itself); a *figure*
 stage is skipped while its notebook, parameters, library code and the profile's artifacts are
 unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; a notebook run with
 its own default parameters (the shipped ``cpu`` profile) is also written back in place, so the
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, baselines, compression, data, derived, paper, pruning, weights
+from . import artifacts, baselines, compression, data, derived, msdnet_design, paper, pruning, single_exit, weights
 from .models import BUILDERS
 from .multiexit import MultiExitNet
 from .training import PROFILES, recipe, stage_params
@@ -38,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
 
 
-#: The kinds of stage, in the order a pipeline needs them (prune and compress stages read a training
-#: job's weights).
-KINDS = ("train", "prune", "compress", "figure")
+#: The kinds of stage, in the order a pipeline needs them (prune, compress and single_exit stages read a
+#: training job's weights).
+KINDS = ("train", "prune", "compress", "single_exit", "design", "figure")
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ class Job:
 
     @property
     def name(self) -> str:
+        if self.kind == "design":
+            return f"{self.notebook.stem}-{self.params['variant']}-{self.params['dataset']}"
         suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind != "figure" else ""
         if self.kind == "prune":
             suffix += f"-pruned{round(100 * self.params['ratio']):02d}"
         if self.kind == "compress":
             suffix += "-compressed"
+        if self.kind == "single_exit":
+            suffix += f"-single{round(100 * self.params['flops_fraction']):02d}"
         return f"{self.notebook.stem}{suffix}"
 
 
@@ -137,6 +144,32 @@ def _compress_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list
     return [(e[0], e[1]) for _, e in _entries_on_trained("compress", profile, path, ("model", "dataset"))]
 
 
+def _single_exit_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
+    """``(model, dataset, flops_fraction)`` of every single-exit job of ``profile`` (Paper B Fig. 10)."""
+    entries = []
+    for where, entry in _entries_on_trained("single_exit", profile, path, ("model", "dataset", "flops_fraction")):
+        try:
+            entries.append((entry[0], entry[1], single_exit.check_fraction(entry[2])))
+        except ValueError as err:
+            raise SystemExit(f"{where}: {err}") from None
+    return entries
+
+
+def _design_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[msdnet_design.Variant, str]]:
+    """``(variant, dataset)`` of every MSDNet design job of ``profile`` (Paper B Fig. 14)."""
+    entries = []
+    for stage in (s for s in load_stages(path) if s["kind"] == "design"):
+        for entry in stage.get("matrix", {}).get(profile, []):
+            where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
+            if not (isinstance(entry, list) and len(entry) == 2 and entry[1] in data.SPECS):
+                raise SystemExit(f"{where}: an entry is [variant, dataset], dataset one of {sorted(data.SPECS)}")
+            try:
+                entries.append((msdnet_design.Variant.parse(entry[0]), entry[1]))
+            except ValueError as err:
+                raise SystemExit(f"{where}: {err}") from None
+    return entries
+
+
 def check_profile(profile: str) -> str:
     """``profile`` if it is one of :data:`training.PROFILES`, else exit saying which are."""
     if profile not in PROFILES:
@@ -162,6 +195,20 @@ def paper_b_comparison(profile: str, setup: baselines.Setup = baselines.Setup(),
     if not tables:
         raise ValueError(f"profile {profile!r} trains none of Paper B's models; add one to the train stage's matrix")
     return pd.concat(tables, ignore_index=True)
+
+
+def common_networks(profile: str, dataset: str, flops_fraction: float, m: int = 5, runs: int = 10, seed: int = 0,
+                    artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
+    """:func:`single_exit.compare` (Fig. 10) on every single-exit job of ``profile`` on ``dataset`` at
+    ``flops_fraction``, one table; a ValueError names the stage to add when there is none."""
+    jobs_ = [(md, d) for md, d, f in single_exits(profile) if d == dataset and f == flops_fraction]
+    if not jobs_:
+        raise ValueError(f"profile {profile!r} has no single-exit job on {dataset} at flops_fraction {flops_fraction}; "
+                         "add [model, dataset, flops_fraction] to the single-exit stage's matrix in pipeline.toml")
+    return pd.concat([single_exit.compare(load_artifact(profile, md, d, artifact_root),
+                                          load_single_exit(profile, md, d, flops_fraction, artifact_root),
+                                          derived_dir(profile, md, d, artifact_root), profile, m, runs, seed)
+                      for md, d in jobs_], ignore_index=True)
 
 
 def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
@@ -229,6 +276,36 @@ def load_compressed(profile: str, model: str, dataset: str,
     return compression.load_compressed(artifact_root, profile, model, dataset, **overrides(profile, model, dataset))
 
 
+def single_exits(profile: str) -> list[tuple[str, str, float]]:
+    """The ``(model, dataset, flops_fraction)`` of every single-exit job of ``profile``."""
+    return _single_exit_entries(profile)
+
+
+def load_single_exit(profile: str, model: str, dataset: str, flops_fraction: float,
+                     artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+    """The artifact of a single-exit job of ``pipeline.toml``, refused if missing, corrupt or stale."""
+    return single_exit.load_single_exit(artifact_root, profile, model, dataset, flops_fraction,
+                                        **overrides(profile, model, dataset))
+
+
+def designs(profile: str) -> list[tuple[msdnet_design.Variant, str]]:
+    """The ``(variant, dataset)`` of every MSDNet design job of ``profile``."""
+    return _design_entries(profile)
+
+
+def design_table(profile: str, m: int = 5, runs: int = 5, seed: int = 0,
+                 artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
+    """:func:`msdnet_design.elastic_accuracy` of every design job of ``profile``, one table (with the dataset)."""
+    rows = []
+    for variant, dataset in designs(profile):
+        run = msdnet_design.load_design(artifact_root, profile, variant, dataset)
+        directory = msdnet_design.run_dir(artifact_root, profile, variant, dataset) / "derived"
+        rows.append(msdnet_design.elastic_accuracy(run, directory, profile, m, runs, seed).assign(dataset=dataset))
+    if not rows:
+        raise ValueError(f"profile {profile!r} has no MSDNet design job; add [variant, dataset] to the design stage's matrix")
+    return pd.concat(rows, ignore_index=True)
+
+
 def figures_dir(profile: str) -> Path:
     """Where a profile's figures go: ``figures/`` for the shipped ``cpu`` profile, else ``runs/<profile>``."""
     return ROOT / "figures" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "figures"
@@ -263,6 +340,12 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         elif s["kind"] == "compress":
             out += [Job(s["id"], "compress", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
                     for m, d in _compress_entries(profile)]
+        elif s["kind"] == "design":
+            out += [Job(s["id"], "design", notebook, {**common, "variant": v.name, "dataset": d}) for v, d in _design_entries(profile)]
+        elif s["kind"] == "single_exit":
+            out += [Job(s["id"], "single_exit", notebook, {**common, "model": m, "dataset": d, "flops_fraction": f,
+                                                           "overrides": overrides(profile, m, d)})
+                    for m, d, f in _single_exit_entries(profile)]
         elif profile in s.get("profiles", PROFILES) and {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -332,7 +415,11 @@ def why_run(job: Job, profile: str) -> str | None:
     if job.kind == "train":
         params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
         return _artifact_reason(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]), params, p["dataset"])
-    if job.kind in ("prune", "compress"):
+    if job.kind == "design":
+        variant = msdnet_design.Variant.parse(p["variant"])
+        return _artifact_reason(msdnet_design.run_dir(ROOT / "artifacts", profile, variant, p["dataset"]),
+                                msdnet_design.design_params(variant, p["dataset"], profile), p["dataset"])
+    if job.kind in ("prune", "compress", "single_exit"):
         try:
             source = artifacts.read_manifest(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]))
         except artifacts.ArtifactError:
@@ -341,6 +428,10 @@ def why_run(job: Job, profile: str) -> str | None:
         if job.kind == "prune":
             params = pruning.prune_params(p["model"], p["dataset"], profile, p["ratio"], source["npz_sha256"], **p["overrides"])
             return _artifact_reason(pruning.run_dir(*at, p["ratio"]), params, p["dataset"])
+        if job.kind == "single_exit":
+            params = single_exit.adapt_params(p["model"], p["dataset"], profile, p["flops_fraction"], source["npz_sha256"],
+                                              **p["overrides"])
+            return _artifact_reason(single_exit.run_dir(*at, p["flops_fraction"]), params, p["dataset"])
         params = compression.compress_params(p["model"], p["dataset"], profile, source["npz_sha256"], **p["overrides"])
         return _artifact_reason(compression.run_dir(*at), params, p["dataset"])
     stamp = _stamp_path(job, profile)
@@ -471,6 +562,10 @@ def ledger_table(profile: str) -> str:
               pruning.run_dir(ROOT / "artifacts", profile, model, dataset, ratio)) for model, dataset, ratio in pruned(profile)]
     runs += [(model, dataset, f"{model}, feature codec trained (steps 2, 3 of §IV)",
               compression.run_dir(ROOT / "artifacts", profile, model, dataset)) for model, dataset in _compress_entries(profile)]
+    runs += [(model, dataset, f"{model}, single exit pruned to {100 * f:.0f} % of its FLOPs, fine-tuned (Paper B Fig. 10)",
+              single_exit.run_dir(ROOT / "artifacts", profile, model, dataset, f)) for model, dataset, f in single_exits(profile)]
+    runs += [(f"msdnet-{v.name}", dataset, f"MSDNet design {v.name} (Paper B Fig. 14)",
+              msdnet_design.run_dir(ROOT / "artifacts", profile, v, dataset)) for v, dataset in designs(profile)]
     for model, dataset, label, directory in runs:
         try:
             m = artifacts.read_manifest(directory)
