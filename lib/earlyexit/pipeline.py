@@ -28,6 +28,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -128,15 +129,21 @@ def _entries_on_trained(kind: str, profile: str, path: Path, items: tuple[str, .
     return out
 
 
-def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
-    """``(model, dataset, ratio)`` of every pruning job of ``profile``, the ratio in (0, 1)."""
+def _entries_with_number(kind: str, profile: str, path: Path, name: str,
+                         check: Callable[[float], float]) -> list[tuple[str, str, float]]:
+    """``(model, dataset, number)`` of every job of the stages of ``kind``, the number (``name``) checked by ``check``."""
     entries = []
-    for where, entry in _entries_on_trained("prune", profile, path, ("model", "dataset", "ratio")):
+    for where, entry in _entries_on_trained(kind, profile, path, ("model", "dataset", name)):
         try:
-            entries.append((entry[0], entry[1], pruning.check_ratio(entry[2])))
+            entries.append((entry[0], entry[1], check(entry[2])))
         except ValueError as err:
             raise SystemExit(f"{where}: {err}") from None
     return entries
+
+
+def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
+    """``(model, dataset, ratio)`` of every pruning job of ``profile``, the ratio in (0, 1)."""
+    return _entries_with_number("prune", profile, path, "ratio", pruning.check_ratio)
 
 
 def _compress_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
@@ -146,13 +153,7 @@ def _compress_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list
 
 def _single_exit_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
     """``(model, dataset, flops_fraction)`` of every single-exit job of ``profile`` (Paper B Fig. 10)."""
-    entries = []
-    for where, entry in _entries_on_trained("single_exit", profile, path, ("model", "dataset", "flops_fraction")):
-        try:
-            entries.append((entry[0], entry[1], single_exit.check_fraction(entry[2])))
-        except ValueError as err:
-            raise SystemExit(f"{where}: {err}") from None
-    return entries
+    return _entries_with_number("single_exit", profile, path, "flops_fraction", single_exit.check_fraction)
 
 
 def _design_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[msdnet_design.Variant, str]]:
