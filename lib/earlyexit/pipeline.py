@@ -295,16 +295,21 @@ def designs(profile: str) -> list[tuple[msdnet_design.Variant, str]]:
 
 
 def design_table(profile: str, m: int = 5, runs: int = 5, seed: int = 0,
-                 artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
-    """:func:`msdnet_design.elastic_accuracy` of every design job of ``profile``, one table (with the dataset)."""
-    rows = []
+                 artifact_root: str | Path = ROOT / "artifacts") -> tuple[pd.DataFrame, list[str]]:
+    """:func:`msdnet_design.elastic_accuracy` of every design job of ``profile`` trained so far, one table
+    (with the dataset), and the names of the jobs not trained yet (a stale or corrupt artifact is refused)."""
+    rows, missing = [], []
     for variant, dataset in designs(profile):
+        directory = msdnet_design.run_dir(artifact_root, profile, variant, dataset)
+        if not (directory / artifacts.MANIFEST).exists():
+            missing.append(f"{variant.name} / {dataset}")
+            continue
         run = msdnet_design.load_design(artifact_root, profile, variant, dataset)
-        directory = msdnet_design.run_dir(artifact_root, profile, variant, dataset) / "derived"
-        rows.append(msdnet_design.elastic_accuracy(run, directory, profile, m, runs, seed).assign(dataset=dataset))
+        rows.append(msdnet_design.elastic_accuracy(run, directory / "derived", profile, m, runs, seed).assign(dataset=dataset))
     if not rows:
-        raise ValueError(f"profile {profile!r} has no MSDNet design job; add [variant, dataset] to the design stage's matrix")
-    return pd.concat(rows, ignore_index=True)
+        raise ValueError(f"profile {profile!r} has no trained MSDNet design; run the design stage "
+                         f"(python -m earlyexit.pipeline --profile {profile} --stages design)")
+    return pd.concat(rows, ignore_index=True), missing
 
 
 def figures_dir(profile: str) -> Path:
