@@ -1,4 +1,5 @@
-"""Machine-aware precision: bf16 only where the hardware computes it natively, recorded with every result."""
+"""Machine-aware precision: bf16 only where the hardware computes it natively and faster than fp32,
+recorded with every result."""
 
 import pytest
 import torch
@@ -9,6 +10,16 @@ XEON = """processor\t: 0
 vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) Platinum 8488C
 flags\t\t: fpu sse sse2 avx avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+COOPER_LAKE = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse sse2 avx avx2 avx512f avx512bw avx512_bf16
+"""
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse sse2 avx avx2 avx512f avx512bw avx512_bf16
 """
 EPYC = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -21,15 +32,17 @@ CPU part\t: 0xd4f
 """
 
 
-@pytest.mark.parametrize("text, model, native", [(XEON, "Intel(R) Xeon(R) Platinum 8488C", True),
-                                                 (EPYC, "AMD EPYC", False), (GRAVITON, "0xd4f", True)])
-def test_cpu_description_decides_the_automatic_precision(tmp_path, text, model, native):
+@pytest.mark.parametrize("text, model, native, auto", [
+    (XEON, "Intel(R) Xeon(R) Platinum 8488C", True, "bf16"), (ZEN4, "AMD EPYC 9R14", True, "bf16"),
+    (COOPER_LAKE, "Intel(R) Xeon(R) Processor", True, "fp32"), (EPYC, "AMD EPYC", False, "fp32"),
+    (GRAVITON, "0xd4f", True, "bf16")])
+def test_cpu_description_decides_the_automatic_precision(tmp_path, text, model, native, auto):
     path = tmp_path / "cpuinfo"
     path.write_text(text)
     cpu = hardware.cpu_info(path)
     assert cpu.model == model and cpu.native_bf16 is native
     cpu_dev = torch.device("cpu")
-    assert hardware.resolve_precision("auto", cpu_dev, cpu) == ("bf16" if native else "fp32")
+    assert hardware.resolve_precision("auto", cpu_dev, cpu) == auto
     assert hardware.resolve_precision("fp32", cpu_dev, cpu) == "fp32"
     assert hardware.resolve_precision("bf16", cpu_dev, cpu) == "bf16"
 
