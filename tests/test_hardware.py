@@ -11,7 +11,7 @@ vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) Platinum 8488C
 flags\t\t: fpu sse sse2 avx avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile amx_int8
 """
-COOPER_LAKE = """processor\t: 0
+XEON_WITHOUT_AMX = """processor\t: 0
 vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) Processor
 flags\t\t: fpu sse sse2 avx avx2 avx512f avx512bw avx512_bf16
@@ -34,7 +34,7 @@ CPU part\t: 0xd4f
 
 @pytest.mark.parametrize("text, model, native, auto", [
     (XEON, "Intel(R) Xeon(R) Platinum 8488C", True, "bf16"), (ZEN4, "AMD EPYC 9R14", True, "bf16"),
-    (COOPER_LAKE, "Intel(R) Xeon(R) Processor", True, "fp32"), (EPYC, "AMD EPYC", False, "fp32"),
+    (XEON_WITHOUT_AMX, "Intel(R) Xeon(R) Processor", True, "fp32"), (EPYC, "AMD EPYC", False, "fp32"),
     (GRAVITON, "0xd4f", True, "bf16")])
 def test_cpu_description_decides_the_automatic_precision(tmp_path, text, model, native, auto):
     path = tmp_path / "cpuinfo"

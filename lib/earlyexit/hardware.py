@@ -4,8 +4,9 @@ bf16 autocast pays only where the hardware computes bf16 natively. Measured on t
 this project runs on: on an Intel Xeon with AMX, bf16 + channels-last trained ResNet44 about 1.7x
 faster than fp32; on an AMD EPYC with AVX512_BF16 (Zen 4), 1.6x (ResNet44) to 1.9x (VGG16-BN); on an
 AMD EPYC with AVX2 only, bf16 is emulated and ResNet44 trained at 8.5 img/s against 83 img/s in fp32.
-Native is not enough: on an Intel Xeon with AVX512_BF16 but no AMX (Cooper Lake), bf16 trained MSDNet-21,
-MSDNet-40 and FlexVGG-16 at 0.77-0.82x their fp32 throughput (ResNet-50 1.01x)
+Native is not enough: on an Intel Xeon with AVX512_BF16 but no AMX exposed (family 6 model 207, an
+Emerald Rapids whose AMX the VM hides), bf16 trained MSDNet-21, MSDNet-40 and FlexVGG-16 at 0.77-0.82x
+their fp32 throughput (ResNet-50 1.01x)
 (``benchmarks/bench_training.py`` prints both on your machine).
 So precision ``"auto"`` means bf16 where the CPU has AMX, AVX512_BF16 on AMD, or ``bf16`` on aarch64, or
 the CUDA device supports bf16; fp32 elsewhere; ``"bf16"`` and ``"fp32"`` force one.
