@@ -200,6 +200,18 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert "| bf16 |" in row and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row and "| 72.21 |" in row
 
 
+@pytest.mark.parametrize("machine, precision, label", [
+    ({"cpu": "X", "native_bf16": True, "precision": "bf16"}, "auto", "X (native bf16)"),
+    ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "auto", "X (native bf16, not faster than fp32 here)"),
+    ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "fp32", "X (native bf16)"),
+    ({"cpu": "X", "native_bf16": False, "precision": "fp32"}, "auto", "X"),
+    ({"cpu": "X", "precision": "bf16"}, "auto", "X (native bf16)"),
+    ({}, "auto", "not recorded"),
+])
+def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine, precision, label):
+    assert pipeline._cpu_label({"machine": machine, "params": {"precision": precision}}) == label
+
+
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
     base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["alexnet", "cifar10"]]\n'

@@ -589,14 +589,18 @@ def ledger_table(profile: str) -> str:
 
 def _cpu_label(manifest: dict) -> str:
     """The CPU of a manifest, marked when it computes bf16 natively (recorded, or implied by ``auto``
-    having chosen bf16): one model name covers CPUs with and without it."""
+    having chosen bf16): one model name covers CPUs with and without it. Where ``auto`` chose fp32 on
+    such a CPU, bf16 is not faster there (:attr:`hardware.CPU.fast_bf16`), and the mark says so."""
     machine = manifest.get("machine", {})
     if "cpu" not in machine:
         return "not recorded"
+    auto, precision = manifest["params"].get("precision") == "auto", artifacts.trained_precision(manifest)
     native = machine.get("native_bf16")
     if native is None:
-        native = manifest["params"].get("precision") == "auto" and artifacts.trained_precision(manifest) == "bf16"
-    return machine["cpu"] + (" (native bf16)" if native else "")
+        native = auto and precision == "bf16"
+    if not native:
+        return machine["cpu"]
+    return machine["cpu"] + (" (native bf16, not faster than fp32 here)" if auto and precision == "fp32" else " (native bf16)")
 
 
 def main(argv: list[str] | None = None) -> None:
