@@ -210,6 +210,7 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
 ])
 def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine, precision, label):
     assert pipeline._cpu_label({"machine": machine, "params": {"precision": precision}}) == label
+    assert pipeline._cpu_label({"machine": machine, "params": {"finetune": {"precision": precision}}}) == label
 
 
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):

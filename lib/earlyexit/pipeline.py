@@ -594,13 +594,21 @@ def _cpu_label(manifest: dict) -> str:
     machine = manifest.get("machine", {})
     if "cpu" not in machine:
         return "not recorded"
-    auto, precision = manifest["params"].get("precision") == "auto", artifacts.trained_precision(manifest)
+    auto, precision = _asked_precision(manifest["params"]) == "auto", artifacts.trained_precision(manifest)
     native = machine.get("native_bf16")
     if native is None:
         native = auto and precision == "bf16"
     if not native:
         return machine["cpu"]
     return machine["cpu"] + (" (native bf16, not faster than fp32 here)" if auto and precision == "fp32" else " (native bf16)")
+
+
+def _asked_precision(params: dict) -> str | None:
+    """The ``precision`` a run asked for: its own parameter, else that of its training recipes (the
+    ``finetune`` of a pruned or single-exit network, the ``step2``/``step3`` of a feature codec)."""
+    if "precision" in params:
+        return params["precision"]
+    return next((v["precision"] for v in params.values() if isinstance(v, dict) and "precision" in v), None)
 
 
 def main(argv: list[str] | None = None) -> None:
