@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from earlyexit.search_bench import run_benchmark
+from earlyexit.paper_b.search_bench import run_benchmark
 
 
 def main() -> None:
-    """Parse the options, run :func:`earlyexit.search_bench.run_benchmark` and print its results."""
+    """Parse the options, run :func:`earlyexit.paper_b.search_bench.run_benchmark` and print its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-exits", type=int, default=40, help="number of exits (MSDNet-40: 40)")
     parser.add_argument("--m", type=int, default=5, help="exits enumerated by the hybrid search")

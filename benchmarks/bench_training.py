@@ -10,7 +10,9 @@ import argparse
 
 import pandas as pd
 
-from earlyexit import hardware, pipeline, train_bench
+from earlyexit import pipeline
+from earlyexit.core import hardware
+from earlyexit.engine import train_bench
 
 
 def main() -> None:

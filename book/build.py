@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Output names of figures and tables, as ``earlyexit.plotting`` enforces them.
+#: Output names of figures and tables, as ``earlyexit.core.plotting`` enforces them.
 OUTPUT = re.compile(r"""["']([AB]-(?:fig|table|sec)\d+[a-z]?-[a-z0-9-]+)["']""")
 PARTS = {"A": "Paper A: early exit prediction", "B": "Paper B: elastic inference (EINet)"}
 
@@ -101,7 +101,8 @@ def _order(stem: str) -> tuple:
 
 def toc(groups: dict[str, list[Path]]) -> str:
     captions = {**PARTS, "stages": "Pipeline stages: training, pruning, compression, single-exit networks, MSDNet designs"}
-    lines = ["format: jb-book", "root: index", "parts:"]
+    lines = ["format: jb-book", "root: index", "parts:", "- caption: \"The library\"", "  chapters:",
+             "  - file: architecture"]
     for key in ("A", "B", "stages"):
         if groups.get(key):
             lines += [f"- caption: \"{captions[key]}\"", "  chapters:"]
@@ -127,6 +128,7 @@ def stage(src: Path) -> Path:
     shutil.copytree(ROOT / "figures", src / "figures", ignore=shutil.ignore_patterns("*.csv"))
     shutil.copytree(mathjax_static(), src / "extra" / "mathjax")
     shutil.copy2(ROOT / "book" / "_config.yml", src / "_config.yml")
+    shutil.copy2(ROOT / "book" / "architecture.md", src / "architecture.md")
     (src / "_toc.yml").write_text(toc(groups))
     (src / "index.md").write_text(landing(groups, src / "figures"))
     return src

@@ -2,7 +2,7 @@
 
 import pytest
 
-from earlyexit import data
+from earlyexit.core import data
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from earlyexit import baselines, elastic, search
-from earlyexit.artifacts import Profile
+from earlyexit.paper_b import baselines, elastic, search
+from earlyexit.engine.artifacts import Artifact
 from test_elastic import cs_profile, score, taus
 
 
@@ -87,7 +87,7 @@ def test_compare_runs_every_plan_and_reads_its_result_back(tmp_path):
     tc, tb, conf, correct = cs_profile(120, 6, 7)
     arrays = {"test_conf": conf, "test_correct": correct, "et_tc": tc[None], "et_tb": tb[None]}
     manifest = {"params": {"model": "tiny", "dataset": "cifar10"}, "data_sha256": "d", "npz_sha256": "n"}
-    run = Profile(arrays, manifest)
+    run = Artifact(arrays, manifest)
     setup = baselines.Setup(thresholds=(0.5, 0.9), random_k=50, runs=2)
     table = baselines.compare(run, tmp_path, "smoke", setup)
     assert list(table.method) == ["static 25%", "static 50%", "static 100%", "optimal static (enumeration)",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit import compression, latency
-from earlyexit.models import build_model
+from earlyexit.paper_a import compression, latency
+from earlyexit.nets.models import build_model
 
 
 def test_the_codec_keeps_the_feature_shape_and_sends_64_times_fewer_bits():
@@ -70,7 +70,7 @@ def test_step2_trains_codec_and_server_only_and_keeps_the_early_exits():
 
 
 def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(load_dataset, tmp_path):
-    from earlyexit import artifacts, training
+    from earlyexit.engine import provenance, training
 
     load_dataset("cifar100")
     tiny = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 1, "test_per_class": 1, "precision": "fp32"}
@@ -79,7 +79,7 @@ def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(lo
     assert out.manifest["params"]["stage"] == "compress" and out.manifest["epochs"] == 2
     assert (out["test_conf"][:, :2] == run["test_conf"][:, :2]).all()  # the on-device exits did not change
     assert int(out["feature_bits"]) == latency.feature_bits((128, 16, 16)) and int(out["encoder_flops"]) > 0
-    assert "compression.py" in artifacts.code_modules("vgg16bn", "compress")
+    assert {"compress_and_profile", "Codec"} <= provenance.code_digests(out.manifest["params"]).keys()
     ratios = out.manifest["params"]["encoder_prune_ratios"]
     assert out["encoder_prune_correct"].shape == (len(ratios), len(out["test_label"]))
     assert (out["encoder_prune_correct"][0] == out["test_correct"][:, -1]).all()  # ratio 0: the codec as trained

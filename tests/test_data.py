@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit import data
+from earlyexit.core import data
 
 COUNTS = {
     "cifar10": ([5000] * 10, [1000] * 10),

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from earlyexit import diagrams, elastic, paper, search
-from earlyexit.exit_predictor import build_exit_predictor
-from earlyexit.models import build_model
+from earlyexit.core import paper
+from earlyexit.paper_b import diagrams, elastic, search
+from earlyexit.paper_a.exit_predictor import build_exit_predictor
+from earlyexit.nets.models import build_model
 
 matplotlib.use("Agg")
 

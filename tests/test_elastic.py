@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit import elastic as E
-from earlyexit import search
-from earlyexit.models import build_model
-from earlyexit.predictor import CSPredictor, known_scores
+from earlyexit.paper_b import elastic as E
+from earlyexit.nets import et_profile
+from earlyexit.paper_b import search
+from earlyexit.nets.models import build_model
+from earlyexit.paper_b.predictor import CSPredictor, known_scores
 
 
 def cs_profile(samples: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -226,7 +227,7 @@ def resnet_and_images(load_dataset):
 
 def test_measure_et_profile_on_real_images(resnet_and_images):
     model, x, _ = resnet_and_images
-    prof = E.measure_et_profile(model, x, "cifar10", samples=3, warmup=1)
+    prof = et_profile.measure_et_profile(model, x, "cifar10", samples=3, warmup=1)
     assert prof["tc"].shape == prof["tb"].shape == (3, 3) and prof["samples"] == 3
     assert np.all(prof["tc"] > 0) and np.all(prof["tb"] > 0)
     assert prof["tc_percentiles"].shape == (4, 3) and np.all(prof["tb_median"] > 0)

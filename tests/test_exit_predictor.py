@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit import data, paper, training
-from earlyexit import ep_inference as EP
-from earlyexit.exit_predictor import ARCHITECTURES, build_exit_predictor
-from earlyexit.flops import PartFlops, module_flops, part_flops
-from earlyexit.models import build_model
+from earlyexit.core import data, paper
+from earlyexit.engine import training
+from earlyexit.paper_a import ep_inference as EP
+from earlyexit.paper_a.exit_predictor import ARCHITECTURES, build_exit_predictor
+from earlyexit.nets.flops import PartFlops, module_flops, part_flops
+from earlyexit.nets.models import build_model
 
 TABLE2_MFLOPS = {"ours": 0.40, "w/o Cat. & SE": 0.29, "FCs only": 0.39, "LeNet": 0.67}
 
@@ -143,7 +144,7 @@ def test_bad_thresholds_are_refused():
 
 def test_exit_predictor_learns_its_labels_on_real_images(load_dataset):
     """Labels that are a function of the image (here: is it an automobile or a truck?) are learnt."""
-    from earlyexit.exit_predictor import predict_scores, train_exit_predictor
+    from earlyexit.paper_a.exit_predictor import predict_scores, train_exit_predictor
 
     torch.set_num_threads(1)
     ds = load_dataset("cifar10")
@@ -160,7 +161,7 @@ def test_exit_predictor_learns_its_labels_on_real_images(load_dataset):
 
 
 def test_scores_of_an_artifact_are_computed_once_for_its_rows(load_dataset, tmp_path, monkeypatch):
-    from earlyexit import exit_predictor
+    from earlyexit.paper_a import exit_predictor
 
     ds = load_dataset("cifar10")
     run = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False,

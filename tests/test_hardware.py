@@ -4,7 +4,7 @@ recorded with every result."""
 import pytest
 import torch
 
-from earlyexit import hardware
+from earlyexit.core import hardware
 
 XEON = """processor\t: 0
 vendor_id\t: GenuineIntel

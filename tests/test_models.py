@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from earlyexit import flops, paper
-from earlyexit import data
-from earlyexit.models import BUILDERS, PAPER_A, PAPER_B, build_model
+from earlyexit.core import paper
+from earlyexit.nets import flops
+from earlyexit.core import data
+from earlyexit.nets.models import BUILDERS, PAPER_A, PAPER_B, build_model
 
 CASES = [(m, d) for m in PAPER_A for d in ("cifar10", "cifar100")] + [
     (m, d) for m in PAPER_B for d in ("cifar10", "cifar100", "mnist")]

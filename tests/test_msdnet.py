@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from earlyexit import data
-from earlyexit.models import build_model
-from earlyexit.msdnet import MSDLayer, PerScale, layer_scales, msdnet
-from earlyexit.training import multi_exit_loss
+from earlyexit.core import data
+from earlyexit.nets.models import build_model
+from earlyexit.nets.msdnet import MSDLayer, PerScale, layer_scales, msdnet
+from earlyexit.engine.training import multi_exit_loss
 
 VARIANTS = {"msdnet21": (21, 2), "msdnet40": (40, 1)}  # name: (blocks, step); base 4, 16 channels
 

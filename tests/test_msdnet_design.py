@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from earlyexit import msdnet, msdnet_design, pipeline
-from earlyexit.flops import part_flops
-from earlyexit.msdnet_design import Variant
+from earlyexit import pipeline
+from earlyexit.nets import msdnet
+from earlyexit.paper_b import msdnet_design
+from earlyexit.nets.flops import part_flops
+from earlyexit.paper_b.msdnet_design import Variant
 
 
 def test_variant_names_round_trip_and_bad_ones_are_refused():

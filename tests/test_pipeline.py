@@ -6,8 +6,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from earlyexit import artifacts, pipeline, training
-from earlyexit.models import PAPER_B
+from earlyexit import pipeline
+from earlyexit.engine import artifacts, training
+from earlyexit.nets.models import PAPER_B
 
 
 def test_cpu_figure_jobs_run_notebooks_with_their_defaults():
@@ -32,7 +33,7 @@ def test_artifacts_are_checked_against_the_recipe_with_its_overrides(tmp_path, m
     monkeypatch.setattr(pipeline, "overrides", lambda profile, model, dataset: {"epochs": 7})
     params = training.stage_params("resnet44", "cifar10", "cpu", epochs=7)
     arrays = {"test_correct": np.ones((2, 3), bool)}
-    artifacts.write_profile(artifacts.run_dir(tmp_path, "cpu", "resnet44", "cifar10"), arrays, params=params,
+    artifacts.write(artifacts.run_dir(tmp_path, "cpu", "resnet44", "cifar10"), arrays, params=params,
                             data_sha256="abc", wall_time_s=1.0)
     assert pipeline.load_artifact("cpu", "resnet44", "cifar10", tmp_path).manifest["params"]["epochs"] == 7
     with pytest.raises(artifacts.StaleArtifactError, match="parameter 'epochs' is 7, wanted 25"):
@@ -123,12 +124,10 @@ def _figure_job(tmp_path, monkeypatch):
     nbformat.write(nb, path)
     (tmp_path / "lib").mkdir()
     directory = artifacts.run_dir(tmp_path / "artifacts", "smoke", "resnet44", "cifar10")
-    artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params={"model": "resnet44"},
+    artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params={"model": "resnet44"},
                             data_sha256="abc", wall_time_s=1.0)
     job = pipeline.Job("fig", "figure", path, {})
-    stamp = pipeline._stamp_path(job, "smoke")
-    stamp.parent.mkdir(parents=True)
-    stamp.write_text(pipeline._figure_stamp(job, "smoke"))
+    pipeline._write_stamp(job, "smoke")
     return job, path, directory
 
 
@@ -153,6 +152,26 @@ def test_a_changed_cell_makes_a_figure_stale(tmp_path, monkeypatch):
     nb.cells[0].source = "x = 2"
     nbformat.write(nb, path)
     assert not pipeline.is_current(job, "smoke")
+
+
+def test_markdown_comments_and_library_imports_leave_a_figure_current(tmp_path, monkeypatch):
+    job, path, _ = _figure_job(tmp_path, monkeypatch)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = "from earlyexit.core import paper\n\nx = (1)  # a comment"
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# A reworded heading"))
+    nbformat.write(nb, path)
+    assert pipeline._notebook_code(path) == "x = 1"
+    assert pipeline.is_current(job, "smoke")
+
+
+def test_a_figure_depends_on_the_library_code_it_calls(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from earlyexit.core import paper as P\nfrom earlyexit.paper_b.search import total_time\nP.B_MODEL_NAMES")]), path)
+    from earlyexit.core import paper
+    from earlyexit.paper_b import search
+
+    assert pipeline._notebook_roots(path) == [search.total_time, paper.B_MODEL_NAMES]
 
 
 def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):

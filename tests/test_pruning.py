@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from earlyexit import artifacts, pruning, training
-from earlyexit.flops import part_flops
-from earlyexit.models import build_model
-from earlyexit.multiexit import MultiExitNet, classifier, conv_bn_relu
+from earlyexit.engine import artifacts, provenance, pruning, training
+from earlyexit.nets.flops import part_flops
+from earlyexit.nets.models import build_model
+from earlyexit.nets.multiexit import MultiExitNet, classifier, conv_bn_relu
 
 
 def small_net(width: int, exit_width: int) -> MultiExitNet:
@@ -59,8 +59,8 @@ def test_bad_ratios_are_refused(ratio):
 
 def test_a_pruning_artifact_sits_beside_its_training_artifact_and_depends_on_the_pruning_code(tmp_path):
     assert pruning.run_dir(tmp_path, "cpu", "resnet44", "cifar100", 0.1) == tmp_path / "cpu" / "resnet44-cifar100-pruned10"
-    assert "pruning.py" in artifacts.code_modules("resnet44", "prune")
-    assert artifacts.code_sha256("resnet44", "prune") != artifacts.code_sha256("resnet44")
+    assert {"prune_and_profile", "prune_filters"} <= provenance.code_digests({"model": "resnet44", "stage": "prune"}).keys()
+    assert provenance.code_fingerprint({"model": "resnet44", "stage": "prune"}) != provenance.code_fingerprint({"model": "resnet44"})
 
 
 def test_pruning_without_the_trained_weights_says_how_to_get_them(tmp_path):
@@ -68,7 +68,7 @@ def test_pruning_without_the_trained_weights_says_how_to_get_them(tmp_path):
     directory = artifacts.run_dir(tmp_path, "smoke", "alexnet", "cifar10")
     n = 5
     arrays = {"test_conf": np.ones((n, 3), np.float32), "test_correct": np.ones((n, 3), bool)}
-    artifacts.write_profile(directory, arrays, params=params, data_sha256="x", wall_time_s=1.0, history=[])
+    artifacts.write(directory, arrays, params=params, data_sha256="x", wall_time_s=1.0, history=[])
     with pytest.raises(FileNotFoundError, match="stages train --force"):
         pruning.trained_model(tmp_path, "smoke", "alexnet", "cifar10")
     torch.save({"config": {}, "history": [], "data_sha256": "x", "model": {}}, directory / "checkpoint.pt")

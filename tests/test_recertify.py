@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from earlyexit import artifacts, recertify
+from earlyexit.engine import artifacts, recertify
 
 PARAMS = {"model": "alexnet", "dataset": "cifar10", "profile": "smoke", "epochs": 1, "anneal_epochs": 1,
           "batch_size": 64, "lr": 0.1, "lr_end": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
@@ -17,18 +17,18 @@ PARAMS = {"model": "alexnet", "dataset": "cifar10", "profile": "smoke", "epochs"
 @pytest.fixture
 def committed(tmp_path):
     """An artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.PACKAGE, capture_output=True, text=True,
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
     lib = recertify._checkout(head, tmp_path / "code")
     directory = tmp_path / "artifact"
-    manifest = artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS,
+    manifest = artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS,
                                        data_sha256="abc", wall_time_s=1.0)
-    manifest |= {"git_commit": head, "code_sha256": recertify._probe(lib, {"hash_only": True, "model": "alexnet"})}
+    manifest |= {"git_commit": head, "code_sha256": recertify._probe(lib, {"hash_only": True, "params": PARAMS})}
     artifacts.write_manifest(directory, manifest)
     return directory, lib
 
 
-def _edited(lib, tmp_path, old: str, new: str, module: str = "training.py"):
+def _edited(lib, tmp_path, old: str, new: str, module: str = "engine/training.py"):
     copy = tmp_path / "edited" / "lib"
     shutil.copytree(lib, copy)
     source = copy / "earlyexit" / module
@@ -41,7 +41,7 @@ def _edited(lib, tmp_path, old: str, new: str, module: str = "training.py"):
 def test_an_edit_that_computes_the_same_is_recertified(committed, tmp_path):
     directory, lib = committed
     before = artifacts.read_manifest(directory)
-    new_lib = _edited(lib, tmp_path, '"""One training loop', '"""(Reworded.) One training loop')
+    new_lib = _edited(lib, tmp_path, "        total += loss.item()", "        total = total + loss.item()")
     manifest = recertify.recertify(directory, new_lib)
     assert manifest["code_sha256"] != before["code_sha256"]
     record = manifest["recertified"][-1]
@@ -79,23 +79,30 @@ STAGES = {
 
 def _stage_artifact(tmp_path, stage: str):
     """A stage artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.PACKAGE, capture_output=True, text=True,
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
     lib = recertify._checkout(head, tmp_path / "code")
     directory = tmp_path / f"artifact-{stage}"
-    manifest = artifacts.write_profile(directory, {"test_correct": np.ones((2, 3), bool)}, params=STAGES[stage],
+    manifest = artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params=STAGES[stage],
                                        data_sha256="abc", wall_time_s=1.0, machine={"precision": "fp32"})
-    code = recertify._probe(lib, {"hash_only": True, "model": "alexnet", "stage": stage})
+    code = recertify._probe(lib, {"hash_only": True, "params": STAGES[stage]})
     artifacts.write_manifest(directory, manifest | {"git_commit": head, "code_sha256": code})
     return directory, lib
 
 
-@pytest.mark.parametrize("stage, module, compared", [("prune", "pruning.py", "part_flops"),
-                                                     ("compress", "compression.py", "encoder_prune_correct")])
-def test_stage_artifacts_replay_their_stage_after_training(tmp_path, stage, module, compared):
+#: per stage: the module, an edit of it that changes its code but not what it computes, what is compared
+NEUTRAL = {"prune": ("engine/pruning.py", "    check_ratio(ratio)\n    was_training = model.training\n",
+                     "    was_training = model.training\n    check_ratio(ratio)\n", "part_flops"),
+           "compress": ("paper_a/compression.py", "    _, h, w = feature_shape\n", "    h, w = feature_shape[1:]\n",
+                        "encoder_prune_correct")}
+
+
+@pytest.mark.parametrize("stage", sorted(NEUTRAL))
+def test_stage_artifacts_replay_their_stage_after_training(tmp_path, stage):
+    module, old, new, compared = NEUTRAL[stage]
     directory, lib = _stage_artifact(tmp_path, stage)
     before = artifacts.read_manifest(directory)
-    new_lib = _edited(lib, tmp_path, '"""', '"""(Reworded.) ', module)
+    new_lib = _edited(lib, tmp_path, old, new, module)
     manifest = recertify.recertify(directory, new_lib)
     record = manifest["recertified"][-1]
     assert manifest["code_sha256"] != before["code_sha256"] and record["replay"]["stage"] == stage
@@ -106,7 +113,7 @@ def test_stage_artifacts_replay_their_stage_after_training(tmp_path, stage, modu
 def test_a_pruning_edit_that_prunes_otherwise_is_refused(tmp_path):
     directory, lib = _stage_artifact(tmp_path, "prune")
     before = (directory / "manifest.json").read_bytes()
-    new_lib = _edited(lib, tmp_path, "pruning_ratio=ratio,", "pruning_ratio=ratio * 1.5,", "pruning.py")
+    new_lib = _edited(lib, tmp_path, "pruning_ratio=ratio,", "pruning_ratio=ratio * 1.5,", "engine/pruning.py")
     with pytest.raises(recertify.RecertifyError, match="computes something else"):
         recertify.recertify(directory, new_lib)
     assert (directory / "manifest.json").read_bytes() == before

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from earlyexit import search
-from earlyexit.search_bench import CCompilerNotFound, build_c_reference, run_benchmark
+from earlyexit.paper_b import search
+from earlyexit.paper_b.search_bench import CCompilerNotFound, build_c_reference, run_benchmark
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit import artifacts, elastic, pipeline, single_exit, training
-from earlyexit.models import build_model
+from earlyexit import pipeline
+from earlyexit.engine import artifacts, provenance, training
+from earlyexit.paper_b import elastic, single_exit
+from earlyexit.nets.models import build_model
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
@@ -75,7 +77,7 @@ def test_the_single_exit_stage_profiles_classic_and_compressed_networks_and_fig1
     assert out["test_correct"].shape == (samples, 1) and out["me_tc"].shape == (samples, 5)
     assert out["classic_t"].shape == out["compressed_t"].shape == (samples,) and np.all(out["classic_t"] > 0)
     assert abs(out["compressed_flops"] / out["classic_flops"] - 0.5) <= 0.5 * single_exit.FLOPS_TOLERANCE
-    assert out.manifest["code_sha256"] == artifacts.code_sha256("flexvgg16", "single_exit")
+    assert out.manifest["code_sha256"] == provenance.code_fingerprint(out.manifest["params"])
     again = single_exit.load_single_exit(tmp_path, "cpu", "flexvgg16", "cifar10", 0.5, **TINY)
     assert again.manifest == out.manifest
     table = single_exit.compare(run, out, tmp_path / "derived", "smoke", runs=2).set_index("method")

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from earlyexit import timing
+from earlyexit.core import timing
 
 
 def test_a_clear_difference_has_a_sign_and_identical_work_is_noise():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from earlyexit import training
-from earlyexit.models import build_model
+from earlyexit.engine import training
+from earlyexit.nets.models import build_model
 
 TINY = dict(epochs=2, anneal_epochs=2, train_per_class=2, test_per_class=1, batch_size=8, precision="fp32")
 

@@ -10,7 +10,9 @@ import papermill as pm
 import pytest
 import torch
 
-from earlyexit import artifacts, data, pipeline, training, weights
+from earlyexit import pipeline
+from earlyexit.core import data
+from earlyexit.engine import artifacts, training, weights
 
 NOTEBOOK = pipeline.ROOT / "notebooks" / "29_B_fig1_fig2_real_mode.ipynb"
 
@@ -68,7 +70,7 @@ def test_weights_of_another_run_or_corrupt_ones_are_refused(trained, tmp_path):
     with pytest.raises(weights.WeightsError, match="corrupt or half-written"):
         weights.load_model(copy)
     (copy / weights.RECORD).unlink()
-    with pytest.raises(weights.WeightsError, match="has no weights.*earlyexit.weights export"):
+    with pytest.raises(weights.WeightsError, match="has no weights.*earlyexit.engine.weights export"):
         weights.load_model(copy)
 
 

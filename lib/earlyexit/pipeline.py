@@ -18,7 +18,10 @@ The run stops at the first failing notebook and names it and the cell.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
+import importlib
+import inspect
 import hashlib
 import json
 import os
@@ -33,10 +36,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import artifacts, baselines, compression, data, derived, msdnet_design, paper, pruning, single_exit, weights
-from .models import BUILDERS
-from .multiexit import MultiExitNet
-from .training import PROFILES, recipe, stage_params
+from .core import data, files, fingerprint, paper
+from .engine import artifacts, derived, pruning, weights
+from .paper_a import compression
+from .paper_b import baselines, msdnet_design, single_exit
+from .nets.models import BUILDERS
+from .nets.multiexit import MultiExitNet
+from .engine.training import PROFILES, recipe, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
@@ -218,21 +224,21 @@ def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipel
     return next((ov for m, d, ov in _train_entries(profile, path) if (m, d) == (model, dataset)), {})
 
 
-def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
     """The artifact of a training job of ``pipeline.toml`` (its recipe with the job's :func:`overrides`),
     refused if missing, corrupt or stale."""
     params = stage_params(model, dataset, profile, **overrides(profile, model, dataset))
-    return artifacts.load_profile(artifacts.run_dir(artifact_root, profile, model, dataset), params)
+    return artifacts.read(artifacts.run_dir(artifact_root, profile, model, dataset), params)
 
 
 def load_network(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> MultiExitNet:
-    """The trained network of a training job from its shipped weights (:mod:`earlyexit.weights`), once
+    """The trained network of a training job from its shipped weights (:mod:`earlyexit.engine.weights`), once
     its artifact is checked current."""
     load_artifact(profile, model, dataset, artifact_root)
     return weights.load_model(artifacts.run_dir(artifact_root, profile, model, dataset))
 
 
-def artifact_rows(run: artifacts.Profile, ds: data.Dataset, split: str = "test") -> np.ndarray:
+def artifact_rows(run: artifacts.Artifact, ds: data.Dataset, split: str = "test") -> np.ndarray:
     """Indices into ``ds``'s ``split`` of an artifact's rows: the class-balanced selection its training
     stage made (all images outside ``smoke``), checked against the dataset checksum and the labels."""
     params = run.manifest["params"]
@@ -246,7 +252,7 @@ def artifact_rows(run: artifacts.Profile, ds: data.Dataset, split: str = "test")
 
 
 def derived_dir(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> Path:
-    """The folder of a training job's derived results (:mod:`earlyexit.derived`), beside its artifact."""
+    """The folder of a training job's derived results (:mod:`earlyexit.engine.derived`), beside its artifact."""
     return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived"
 
 
@@ -261,7 +267,7 @@ def ep_scores_path(profile: str, model: str, dataset: str, lam, architecture: st
 
 
 def load_pruned(profile: str, model: str, dataset: str, ratio: float,
-                artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+                artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
     """The artifact of a pruning job of ``pipeline.toml``, refused if missing, corrupt or stale."""
     return pruning.load_pruned(artifact_root, profile, model, dataset, ratio, **overrides(profile, model, dataset))
 
@@ -272,7 +278,7 @@ def pruned(profile: str) -> list[tuple[str, str, float]]:
 
 
 def load_compressed(profile: str, model: str, dataset: str,
-                    artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+                    artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
     """The artifact of a feature-compression job of ``pipeline.toml``, refused if missing, corrupt or stale."""
     return compression.load_compressed(artifact_root, profile, model, dataset, **overrides(profile, model, dataset))
 
@@ -283,7 +289,7 @@ def single_exits(profile: str) -> list[tuple[str, str, float]]:
 
 
 def load_single_exit(profile: str, model: str, dataset: str, flops_fraction: float,
-                     artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Profile:
+                     artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
     """The artifact of a single-exit job of ``pipeline.toml``, refused if missing, corrupt or stale."""
     return single_exit.load_single_exit(artifact_root, profile, model, dataset, flops_fraction,
                                         **overrides(profile, model, dataset))
@@ -370,41 +376,104 @@ def injected(notebook: Path, params: dict) -> dict:
     return {k: v for k, v in params.items() if ast.literal_eval(declared[k]["default"]) != v}
 
 
-def _stamp_path(job: Job, profile: str) -> Path:
-    return ROOT / "runs" / profile / ".stamps" / f"{job.name}.txt"
+def _stamps_path(profile: str) -> Path:
+    """Where the figure stamps of ``profile`` are kept: committed beside the notebooks for the shipped
+    ``cpu`` profile (so a fresh clone knows its figures are current), under ``runs/`` for the others."""
+    return ROOT / "notebooks" / "stamps.json" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "stamps.json"
 
 
-def _notebook_code(path: Path) -> bytes:
-    """The source of a notebook's cells, without outputs or metadata: what its results depend on."""
-    cells = json.loads(path.read_text())["cells"]
-    return json.dumps([(c["cell_type"], "".join(c["source"])) for c in cells]).encode()
+def _stamps(profile: str) -> dict[str, str]:
+    path = _stamps_path(profile)
+    try:
+        stamps = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamp(job: Job, profile: str) -> None:
+    files.write_text(_stamps_path(profile), json.dumps(_stamps(profile) | {job.name: _figure_stamp(job, profile)},
+                                                       indent=1, sort_keys=True) + "\n")
+
+
+def _code_cells(path: Path) -> list[str]:
+    """The code cells of a notebook, as source."""
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _parsed_cells(path: Path) -> list[ast.Module]:
+    """The code cells of a notebook, parsed (a cell that is not Python, such as a magic, is kept as text)."""
+    cells = []
+    for source in _code_cells(path):
+        try:
+            cells.append(ast.parse(source))
+        except SyntaxError:
+            cells.append(ast.Module([ast.Expr(ast.Constant(source))], []))
+    return cells
+
+
+def _is_library_import(node: ast.stmt) -> bool:
+    names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+    return isinstance(node, ast.Import | ast.ImportFrom) and all(n.split(".")[0] == "earlyexit" for n in names)
+
+
+def _notebook_code(path: Path) -> str:
+    """What a notebook computes, by meaning: its code cells without comments or formatting, and without
+    their imports of :mod:`earlyexit` (what those bring is fingerprinted as code), so that markdown, a
+    comment, a reformatted line or a library module moved elsewhere change nothing."""
+    return "\n".join(ast.unparse(ast.Module([n for n in cell.body if not _is_library_import(n)], []))
+                     for cell in _parsed_cells(path))
+
+
+def _imported(module: str, name: str):
+    """What ``from module import name`` binds: an attribute of the module, else its submodule."""
+    parent = importlib.import_module(module)
+    return getattr(parent, name) if hasattr(parent, name) else importlib.import_module(f"{module}.{name}")
+
+
+def _notebook_roots(path: Path) -> list:
+    """The library objects a notebook uses: every name it imports from :mod:`earlyexit`, and every attribute
+    it takes of an imported :mod:`earlyexit` module."""
+    modules, roots = {}, []
+    for cell in _parsed_cells(path):
+        for node in ast.walk(cell):
+            if isinstance(node, ast.ImportFrom) and _is_library_import(node):
+                for alias in node.names:
+                    value = _imported(node.module, alias.name)
+                    (modules.__setitem__(alias.asname or alias.name, value) if inspect.ismodule(value)
+                     else roots.append(value))
+            elif isinstance(node, ast.Import) and _is_library_import(node):
+                modules |= {a.asname: importlib.import_module(a.name) for a in node.names if a.asname}
+        roots += [getattr(modules[n.value.id], n.attr) for n in ast.walk(cell) if isinstance(n, ast.Attribute)
+                  and isinstance(n.value, ast.Name) and n.value.id in modules and hasattr(modules[n.value.id], n.attr)]
+    return roots
 
 
 def _artifact_content(directory: Path) -> str:
-    """What a figure reads of an artifact: its parameters, data and code hashes and its arrays' content.
+    """What a figure reads of an artifact: its parameters, data hash and its arrays' content.
 
-    Not its creation time or wall time, so a re-profile that yields the same arrays changes nothing.
-    Corrupt artifacts raise :class:`artifacts.ArtifactError` (a figure made from one is never current).
+    Not its creation time, wall time or code fingerprint, so a re-profile or recertification that yields
+    the same arrays changes nothing. Corrupt artifacts raise :class:`artifacts.ArtifactError` (a figure
+    made from one is never current).
     """
     manifest = artifacts.read_manifest(directory)
     return _arrays_digest(directory, manifest["npz_sha256"]) + json.dumps(
-        [manifest["params"], manifest["data_sha256"], manifest["code_sha256"]], sort_keys=True)
+        [manifest["params"], manifest["data_sha256"]], sort_keys=True)
 
 
 @functools.lru_cache(maxsize=64)
 def _arrays_digest(directory: Path, npz_sha256: str) -> str:
-    """:func:`derived.array_sha256` of an artifact's arrays, once per npz file version (every figure job
+    """:func:`files.array_sha256` of an artifact's arrays, once per npz file version (every figure job
     of a run asks for the same artifacts)."""
     with artifacts.open_arrays(directory) as arrays:
-        return derived.array_sha256(*(arrays[key] for key in sorted(arrays.files)))
+        return files.array_sha256(*(arrays[key] for key in sorted(arrays.files)))
 
 
 def _figure_stamp(job: Job, profile: str) -> str:
-    """Hash of everything a figure notebook's outputs depend on: its code cells, its parameters, the
-    library's code and the content of the profile's artifacts."""
-    digest = hashlib.sha256(_notebook_code(job.notebook) + json.dumps(job.params, sort_keys=True).encode())
-    for path in sorted((ROOT / "lib").rglob("*.py")):
-        digest.update(path.read_bytes())
+    """Hash of everything a figure notebook's outputs depend on: what its code cells compute, its
+    parameters, the fingerprint of the library code it calls and the content of the profile's artifacts."""
+    digest = hashlib.sha256(_notebook_code(job.notebook).encode() + json.dumps(job.params, sort_keys=True).encode())
+    digest.update(fingerprint.fingerprint(*_notebook_roots(job.notebook), package="earlyexit").encode())
     for manifest in sorted((ROOT / "artifacts" / profile).glob(f"*/{artifacts.MANIFEST}")):
         digest.update(_artifact_content(manifest.parent).encode())
     return digest.hexdigest()
@@ -440,11 +509,11 @@ def why_run(job: Job, profile: str) -> str | None:
             return _artifact_reason(single_exit.run_dir(*at, p["flops_fraction"]), params, p["dataset"])
         params = compression.compress_params(p["model"], p["dataset"], profile, source["npz_sha256"], **p["overrides"])
         return _artifact_reason(compression.run_dir(*at), params, p["dataset"])
-    stamp = _stamp_path(job, profile)
-    if not stamp.exists():
+    stamp = _stamps(profile).get(job.name)
+    if stamp is None:
         return "never run here"
     try:
-        return None if stamp.read_text() == _figure_stamp(job, profile) else "notebook, parameters, code or artifacts changed"
+        return None if stamp == _figure_stamp(job, profile) else "notebook, parameters, code or artifacts changed"
     except artifacts.ArtifactError:
         return "an artifact is corrupt"
 
@@ -501,13 +570,9 @@ def execute(job: Job, profile: str) -> None:
                          f"is {copy.with_suffix('.interrupted.ipynb').relative_to(ROOT)}. Run the pipeline again to "
                          "continue (training resumes from its last checkpoint).") from None
     if not set(params) - {"force"}:
-        tmp = job.notebook.with_name(f".{job.notebook.name}")
-        tmp.write_bytes(copy.read_bytes())
-        tmp.replace(job.notebook)
+        files.atomic_write(job.notebook, lambda f: f.write(copy.read_bytes()))
     if job.kind == "figure":
-        stamp = _stamp_path(job, profile)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(_figure_stamp(job, profile))
+        _write_stamp(job, profile)
 
 
 def _mark_interrupted(copy: Path) -> None:

@@ -1,0 +1,95 @@
+"""The machine a run happens on: which CPU or GPU, and the training precision it supports natively.
+
+bf16 autocast pays only where the hardware computes bf16 natively. Measured on the 2-core CPU kinds
+this project runs on: on an Intel Xeon with AMX, bf16 + channels-last trained ResNet44 about 1.7x
+faster than fp32; on an AMD EPYC with AVX512_BF16 (Zen 4), 1.6x (ResNet44) to 1.9x (VGG16-BN); on an
+AMD EPYC with AVX2 only, bf16 is emulated and ResNet44 trained at 8.5 img/s against 83 img/s in fp32.
+Native is not enough: on an Intel Xeon with AVX512_BF16 but no AMX exposed (family 6 model 207, an
+Emerald Rapids whose AMX the VM hides), bf16 trained MSDNet-21, MSDNet-40 and FlexVGG-16 at 0.77-0.82x
+their fp32 throughput (ResNet-50 1.01x)
+(``benchmarks/bench_training.py`` prints both on your machine).
+So precision ``"auto"`` means bf16 where the CPU has AMX, AVX512_BF16 on AMD, or ``bf16`` on aarch64, or
+the CUDA device supports bf16; fp32 elsewhere; ``"bf16"`` and ``"fp32"`` force one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .fingerprint import bookkeeping
+
+PRECISIONS = ("auto", "bf16", "fp32")
+#: CPU flags (``/proc/cpuinfo``) that mean native bf16 arithmetic: x86 AMX / AVX512_BF16, Arm BF16.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+
+
+@dataclass(frozen=True)
+class CPU:
+    """What a run needs to know about its CPU: the model name and the instruction-set flags."""
+
+    model: str
+    flags: frozenset[str]
+    vendor: str = ""
+
+    @property
+    def native_bf16(self) -> bool:
+        return bool(self.flags & NATIVE_BF16_FLAGS)
+
+    @property
+    def fast_bf16(self) -> bool:
+        """Whether bf16 training beats fp32 here: native bf16, except Intel's AVX512_BF16 without AMX."""
+        return self.native_bf16 and not (self.vendor == "GenuineIntel" and "amx_bf16" not in self.flags)
+
+
+def cpu_info(path: str | os.PathLike = "/proc/cpuinfo") -> CPU:
+    """The CPU of this machine, from ``/proc/cpuinfo`` (Linux), else from :mod:`platform` with no flags."""
+    with contextlib.suppress(OSError):
+        fields: dict[str, str] = {}
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        flags = fields.get("flags") or fields.get("Features") or ""
+        model = fields.get("model name") or fields.get("Model name") or fields.get("CPU part") or platform.processor()
+        return CPU(model or "unknown", frozenset(flags.split()), fields.get("vendor_id", ""))
+    return CPU(platform.processor() or platform.machine() or "unknown", frozenset())
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError saying which are."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device, cpu: CPU | None = None) -> str:
+    """The precision a run uses: ``precision`` itself if forced, else bf16 only where it is faster."""
+    if check_precision(precision) != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if (cpu or cpu_info()).fast_bf16 else "fp32"
+
+
+def device() -> torch.device:
+    """CUDA when available (the ``paper`` profile on a GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@bookkeeping
+def machine_record(precision: str | None = None) -> dict:
+    """The machine a result was made on, as artifacts record it (``precision``: the one used;
+    ``native_bf16``: whether the CPU computes bf16 natively, which tells apart CPUs of one model name)."""
+    dev, cpu = device(), cpu_info()
+    record = {"platform": platform.platform(), "cpu": cpu.model, "native_bf16": cpu.native_bf16,
+              "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": dev.type}
+    if dev.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(dev)
+    if precision is not None:
+        record["precision"] = precision
+    return record

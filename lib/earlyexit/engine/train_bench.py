@@ -1,0 +1,136 @@
+"""Training throughput of every network of both papers on this machine, to plan training budgets.
+
+:func:`throughput` times training steps (forward, Eq. (5) loss, backward, SGD step, channels-last,
+the recipe's batch size) and prediction (fp32, batch 500) on real CIFAR images, in each precision;
+:func:`job_plan` turns the rates into the predicted wall time of every ``cpu``-profile training job
+of ``pipeline.toml`` in the precision ``"auto"`` picks here. bf16 on a CPU without native bf16 is
+emulated and far slower; it is timed on a smaller batch (the per-image cost scales linearly there)
+so that the benchmark stays short, and marked ``emulated``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core import data, hardware
+from . import training
+from ..nets import einet_models
+from ..nets.models import BUILDERS, build_model
+from ..nets.multiexit import MultiExitNet
+
+EPOCH_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
+PROFILE_IMAGES = {"cifar10": 60_000, "cifar100": 60_000, "mnist": 70_000}  # test + training split predicted
+#: Batch for timing emulated bf16 (per-image cost scales linearly there; keeps the benchmark short).
+EMULATED_BATCH = 16
+
+
+def _resnet50_imagenet_stem(dataset: str) -> MultiExitNet:
+    """Fine-grained ResNet-50 with torchvision's ImageNet stem (7x7 stride-2 conv + max-pool)."""
+    classes, (size, _, channels), _, _ = data.SPECS[dataset]
+    return einet_models.resnet50_finegrained(classes, channels, size, stem="imagenet")
+
+
+#: Variants timed beside the zoo but trained by no job: name -> (recipe's model, builder(dataset)).
+VARIANTS: dict[str, tuple[str, Callable[[str], MultiExitNet]]] = {
+    "resnet50_finegrained_imagenet_stem": ("resnet50_finegrained", _resnet50_imagenet_stem),
+}
+
+
+def _build(name: str, dataset: str) -> tuple[str, MultiExitNet]:
+    """The recipe's model name and the network ``name`` (a model of either paper or a :data:`VARIANTS` key)."""
+    if name in VARIANTS:
+        recipe, builder = VARIANTS[name]
+        torch.manual_seed(0)
+        return recipe, builder(dataset)
+    return name, build_model(name, dataset, seed=0)
+
+
+def _step_seconds(model, x: torch.Tensor, y: torch.Tensor, precision: str, steps: int) -> float:
+    """Median seconds of one training step on the batch ``(x, y)``, after one untimed step."""
+    dev = torch.device("cpu")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        with training._autocast(dev, precision):
+            loss = training.multi_exit_loss(model(x), y, model.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@torch.no_grad()
+def _predict_seconds(model, x: torch.Tensor) -> float:
+    model.eval()
+    model(x)
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start
+
+
+def throughput(models: list[str] | None = None, dataset: str = "cifar100", steps: int = 3,
+               precisions: tuple[str, ...] = ("fp32", "bf16"), progress: bool = True) -> pd.DataFrame:
+    """Training and prediction rates (images/s) of ``models`` (default: all) on this CPU, per precision.
+
+    ``models`` may name :data:`VARIANTS` too (timed with their recipe model's batch size).
+
+    Columns: model, precision, emulated (bf16 without native support), batch, train_img_s,
+    epoch_min (one epoch of the dataset's training split), predict_img_s (fp32, batch 500) and
+    single_ms (one image at batch 1, fp32: what an ET-profile sample costs).
+    """
+    ds = data.load(dataset)
+    cpu = hardware.cpu_info()
+    rows = []
+    for name in models or list(BUILDERS):
+        recipe, model = _build(name, dataset)
+        cfg = training.profile_config("cpu", recipe)
+        model = model.to(memory_format=torch.channels_last)
+        x_eval = data.normalize(ds.x_test[:500], dataset).contiguous(memory_format=torch.channels_last)
+        predict_rate = 500 / _predict_seconds(model, x_eval)
+        single_ms = 1e3 * min(_predict_seconds(model, x_eval[:1]) for _ in range(5))
+        for precision in precisions:
+            emulated = precision == "bf16" and not cpu.native_bf16
+            batch = EMULATED_BATCH if emulated else cfg.batch_size
+            x = data.normalize(ds.x_train[:batch], dataset).contiguous(memory_format=torch.channels_last)
+            seconds = _step_seconds(model.train(), x, ds.y_train[:batch], precision, 1 if emulated else steps)
+            rate = batch / seconds
+            rows.append({"model": name, "precision": precision, "emulated": emulated, "batch": batch,
+                         "train_img_s": rate, "epoch_min": EPOCH_IMAGES[dataset] / rate / 60,
+                         "predict_img_s": predict_rate, "single_ms": single_ms})
+            if progress:
+                print(f"{name:15s} {precision}{' (emulated)' if emulated else '':11s} {rate:8.1f} img/s  "
+                      f"{EPOCH_IMAGES[dataset] / rate / 60:7.1f} min/epoch", flush=True)
+    df = pd.DataFrame(rows)
+    df.attrs = {"cpu": cpu.model, "native_bf16": cpu.native_bf16, "threads": torch.get_num_threads(),
+                "dataset": dataset}
+    return df
+
+
+def job_plan(rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile: str = "cpu") -> pd.DataFrame:
+    """Predicted wall time of each training job ``(model, dataset, overrides)`` of ``profile`` on this machine.
+
+    Uses the rate of the precision ``"auto"`` picks here (or the job's forced one): epochs x epoch time
+    + prediction of both splits (+ the ET-profile's samples, timed one at a time, for Paper B's models).
+    """
+    auto = hardware.resolve_precision("auto", torch.device("cpu"))
+    rows = []
+    for model, dataset, overrides in entries:
+        cfg = training.profile_config(profile, model, **overrides)
+        precision = auto if cfg.precision == "auto" else cfg.precision
+        rate = rates.set_index(["model", "precision"]).loc[(model, precision)]
+        train_min = cfg.epochs * EPOCH_IMAGES[dataset] / rate["train_img_s"] / 60
+        predict_min = PROFILE_IMAGES[dataset] / rate["predict_img_s"] / 60
+        et_samples = training.stage_params(model, dataset, profile, **overrides).get("et_samples", 0)
+        et_min = et_samples * rate["single_ms"] / 1e3 / 60
+        rows.append({"model": model, "dataset": dataset, "epochs": cfg.epochs, "precision": precision,
+                     "train_min": train_min, "predict_min": predict_min + et_min,
+                     "total_h": (train_min + predict_min + et_min) / 60})
+    return pd.DataFrame(rows)

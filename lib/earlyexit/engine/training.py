@@ -1,0 +1,341 @@
+"""One training loop for multi-exit networks (Paper A Eq. (5)), with the papers' recipes, profiles and resume.
+
+Each paper has its recipe (:data:`RECIPES`), chosen by the model (:func:`recipe`):
+
+* Paper A §V-A (AlexNet, VGG16-BN, ResNet44): SGD (momentum 0.9), batch 128, weight decay 5e-4,
+  learning rate cosine-annealed from 0.1 to 1e-4 at epoch 200, 220 epochs.
+* Paper B §VI-A (MSDNet): SGD with momentum 0.9 and a constant learning rate of 0.001, 300 epochs.
+  Batch size and weight decay are not given; we take MSDNet's own (64 and 1e-4).
+
+Profiles scale a recipe's epochs, never the architecture:
+
+* ``paper``: the recipe exactly, full datasets.
+* ``cpu``: the same recipe on the full datasets, epochs scaled to a 2-core CPU (Paper A's annealing
+  ends at 90 % of the epochs, as 200/220 does).
+* ``smoke``: a class-balanced slice (10 training / 5 test images per class) and one epoch, for CI.
+
+Precision is a parameter like the others: ``"auto"`` (the default) trains in bf16 autocast where the
+hardware has native bf16 and in fp32 elsewhere (:mod:`.hardware`); ``"bf16"``/``"fp32"`` force one. The
+precision each epoch ran in is recorded in the history and in the artifact's machine record.
+
+Runs are seeded per epoch (shuffle, augmentation and dropout draw from ``seed`` and the epoch
+number), so a run resumed from its end-of-epoch checkpoint reproduces an uninterrupted run. A
+checkpoint records the parameters, code version and data checksum it was made with and is resumed
+only when all three match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..core import data, files, hardware
+from ..core.fingerprint import bookkeeping, fingerprint
+from . import artifacts, provenance
+from ..nets.et_profile import measure_et_profile
+from ..nets.models import BUILDERS, PAPER_B, ZOO, build_model
+from ..nets.multiexit import MultiExitNet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (the ``params`` recorded with every artifact)."""
+
+    epochs: int
+    anneal_epochs: int
+    batch_size: int = 128
+    lr: float = 0.1
+    lr_end: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    seed: int = 0
+    precision: str = "auto"
+
+    def __post_init__(self):
+        for name in ("epochs", "anneal_epochs", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("train_per_class", "test_per_class"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1, "or None for the whole split")
+        _check_int("seed", self.seed, 0)
+        for name, low, high in (("lr", 0.0, math.inf), ("lr_end", 0.0, math.inf), ("momentum", 0.0, 1.0),
+                                ("weight_decay", 0.0, math.inf)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"training parameter {name!r} must be a number in [{low}, {high}), got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"training parameter 'lr' must be positive, got {self.lr!r}")
+        hardware.check_precision(self.precision)
+
+
+def _check_int(name: str, value, low: int, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"training parameter {name!r} must be an integer >= {low}{' ' + alternative if alternative else ''}, "
+                         f"got {value!r} ({type(value).__name__})")
+
+
+#: ``smoke`` trains in fp32 on every machine, so that CI computes the same networks on every CPU kind.
+_SMOKE = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 10, "test_per_class": 5, "batch_size": 64,
+          "precision": "fp32"}
+_PAPER_B = TrainConfig(epochs=300, anneal_epochs=300, batch_size=64, lr=1e-3, lr_end=1e-3, weight_decay=1e-4)
+
+#: Hyper-parameters by recipe (the paper whose models are trained) and profile.
+RECIPES: dict[str, dict[str, TrainConfig]] = {
+    "A": {
+        "paper": TrainConfig(epochs=220, anneal_epochs=200),
+        "cpu": TrainConfig(epochs=25, anneal_epochs=23),
+        "smoke": TrainConfig(**_SMOKE),
+    },
+    "B": {
+        "paper": _PAPER_B,
+        "cpu": replace(_PAPER_B, epochs=4, anneal_epochs=4),
+        "smoke": replace(_PAPER_B, **_SMOKE),
+    },
+}
+PROFILES = tuple(RECIPES["A"])
+
+
+def recipe(model_name: str) -> str:
+    """Which paper's recipe trains ``model_name``: "B" for Paper B's model zoo, else "A"."""
+    return "B" if model_name in PAPER_B else "A"
+
+
+def profile_config(profile: str, model_name: str, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of ``profile`` for ``model_name``, with ``overrides`` (e.g. ``epochs=30``)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    base = RECIPES[recipe(model_name)][profile]
+    fields = set(asdict(base))
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown training parameter(s) {sorted(unknown)}; valid ones: {sorted(fields)}")
+    return replace(base, **overrides)
+
+
+def learning_rate(cfg: TrainConfig, epoch: float) -> float:
+    """Cosine annealing from ``lr`` to ``lr_end`` at ``anneal_epochs``, then constant (§V-A)."""
+    progress = min(epoch / cfg.anneal_epochs, 1.0)
+    return cfg.lr_end + 0.5 * (cfg.lr - cfg.lr_end) * (1.0 + math.cos(math.pi * progress))
+
+
+def multi_exit_loss(logits: list[Tensor], target: Tensor, weights: tuple[float, ...]) -> Tensor:
+    """Weighted sum of the exits' cross-entropies, Paper A Eq. (5)."""
+    return sum(w * F.cross_entropy(z.float(), target) for w, z in zip(weights, logits))
+
+
+def _autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a resolved ``precision`` of ``"bf16"``; nothing for ``"fp32"``."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    return cfg.seed * 1_000_003 + epoch
+
+
+#: Whether training augments a dataset: CIFAR with the usual random crop and flip (:func:`data.augment`);
+#: MNIST not, as BranchyNet trains it (a mirrored digit is another shape).
+AUGMENTED = {"cifar10": True, "cifar100": True, "mnist": False}
+
+
+def augmented(x: Tensor, dataset: str, generator: torch.Generator) -> Tensor:
+    """A training batch of ``dataset`` as the model sees it: augmented by :func:`data.augment` or as is."""
+    return data.augment(x, generator) if AUGMENTED[dataset] else x
+
+
+def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Dataset, idx: Tensor,
+                 cfg: TrainConfig, epoch: int, dev: torch.device, precision: str, bar: tqdm) -> float:
+    """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
+    gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
+    torch.manual_seed(_epoch_seed(cfg, epoch))
+    order = idx[torch.randperm(len(idx), generator=gen)]
+    steps = math.ceil(len(order) / cfg.batch_size)
+    model.train()
+    total = 0.0
+    for step in range(steps):
+        batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        x = data.normalize(augmented(ds.x_train[batch], ds.name, gen), ds.name).to(dev, memory_format=torch.channels_last)
+        y = ds.y_train[batch].to(dev)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, epoch + step / steps)
+        with _autocast(dev, precision):
+            loss = multi_exit_loss(model(x), y, model.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    return total / steps
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed; the message names the file and what to do."""
+
+
+class StaleCheckpointError(CheckpointError):
+    """A checkpoint was made with other parameters, code or data than the run asking for it."""
+
+
+@bookkeeping
+def _save_checkpoint(path: Path, state: dict) -> None:
+    files.atomic_write(path, lambda f: torch.save(state, f))
+
+
+def _resume(path: Path, model: MultiExitNet, opt: torch.optim.Optimizer, dev: torch.device, made_with: dict) -> list[dict]:
+    """Load the checkpoint ``path`` into ``model`` and ``opt``; returns its history.
+
+    Refused (:class:`StaleCheckpointError`) unless its config, code and data hashes equal ``made_with``.
+    """
+    try:
+        state = torch.load(path, map_location=dev, weights_only=False)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
+                              "delete it to train from scratch") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "history", "config"} <= set(state):
+        raise CheckpointError(f"{path} is not a training checkpoint of earlyexit; delete it to train from scratch")
+    differ = [key for key, value in made_with.items() if state.get(key) != value]
+    if differ:
+        what = {"config": f"other parameters {state['config']}", "code_sha256": "other code", "data_sha256": "other data"}
+        raise StaleCheckpointError(f"checkpoint {path} was made with {' and '.join(what[k] for k in differ)}; "
+                                   "delete it (or pass fresh=True) to train from scratch")
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} holds another network's weights "
+                              f"({str(err).splitlines()[0]}); delete it to train from scratch") from None
+    return state["history"]
+
+
+def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: Path, progress: bool = True,
+          *, code_sha256: str | None = None, fresh: bool = False) -> list[dict]:
+    """Train ``model`` on ``ds`` with ``cfg``, resuming from ``checkpoint`` if it exists (unless ``fresh``).
+
+    The checkpoint (model, optimizer, per-epoch history, config, ``code_sha256`` -- by default the
+    fingerprint of this loop, :func:`earlyexit.core.fingerprint.fingerprint` -- and the data checksum) is rewritten atomically after every epoch;
+    re-running after an interruption continues from the last finished epoch, if parameters, code and
+    data are the same (else :class:`StaleCheckpointError`). Returns the history: one ``{"epoch",
+    "loss", "seconds", "precision"}`` per epoch.
+    """
+    dev = hardware.device()
+    precision = hardware.resolve_precision(cfg.precision, dev)
+    model.to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    made_with = {"config": asdict(cfg), "code_sha256": code_sha256 or fingerprint(train), "data_sha256": ds.sha256}
+    checkpoint = Path(checkpoint)
+    if fresh:
+        checkpoint.unlink(missing_ok=True)
+    history = _resume(checkpoint, model, opt, dev, made_with) if checkpoint.exists() else []
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    idx = data.stratified_indices(ds.y_train, cfg.train_per_class, cfg.seed)
+    steps = math.ceil(len(idx) / cfg.batch_size)
+    with tqdm(total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc=f"train ({precision})") as bar:
+        for epoch in range(len(history), cfg.epochs):
+            start = time.perf_counter()
+            loss = _train_epoch(model, opt, ds, idx, cfg, epoch, dev, precision, bar)
+            history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start,
+                            "precision": precision})
+            _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "history": history, **made_with})
+    return history
+
+
+def precision_used(history: list[dict]) -> str:
+    """The precision of a run from its history: ``bf16``, ``fp32``, or ``bf16+fp32`` if resumed on another kind."""
+    return "+".join(sorted({h.get("precision", "bf16") for h in history})) or "none"
+
+
+@torch.no_grad()
+def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, progress: bool = True) -> Tensor:
+    """Softmax probabilities of every exit, shape (samples, exits, classes), computed in float32."""
+    dev = hardware.device()
+    model.to(dev, memory_format=torch.channels_last).eval()
+    out = []
+    for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="predict"):
+        batch = data.normalize(x[start:start + batch_size], name).to(dev, memory_format=torch.channels_last)
+        out.append(torch.stack([z.float().softmax(-1) for z in model(batch)], 1).cpu())
+    return torch.cat(out)
+
+
+#: Test samples timed one at a time for the ET-profile of Paper B's models (§IV-B1; Fig. 4 uses 10,000).
+ET_SAMPLES = {"paper": 10_000, "cpu": 1_000, "smoke": 20}
+
+
+def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> dict:
+    """The parameters a training stage's artifact records and must match to be current."""
+    params = {"model": model_name, "dataset": dataset, "profile": profile,
+              **asdict(profile_config(profile, model_name, **overrides))}
+    if recipe(model_name) == "B":
+        params["et_samples"] = ET_SAMPLES[profile]
+    return params
+
+
+#: Recipe tables whose values an artifact records in its parameters (and is checked against there): opaque
+#: to its code fingerprint, so that changing one profile's recipe stales no artifact of another profile.
+RECORDED = (RECIPES, ET_SAMPLES)
+
+
+def code_roots(params: dict) -> tuple[tuple, tuple]:
+    """What computes a training job's artifact (:mod:`.provenance`): :func:`train_and_profile` and the builder
+    of its network; the zoo's other builders are opaque, so editing one network stales its own artifacts."""
+    return (train_and_profile, BUILDERS[params["model"]]), ZOO + RECORDED
+
+
+def load_artifact(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> artifacts.Artifact:
+    """The artifact of one training-stage job, refused if missing, corrupt or stale."""
+    return artifacts.read(artifacts.run_dir(artifact_root, profile, model_name, dataset),
+                                  stage_params(model_name, dataset, profile))
+
+
+def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
+                      data_dir: str | None = None, download: bool | None = None, progress: bool = True,
+                      force: bool = False, **overrides) -> artifacts.Artifact:
+    """The training stage: train (or resume) one model and write its artifact.
+
+    The artifact holds the CS-profile (every exit's confidence, prediction and correctness) of the
+    test and training splits; for Paper B's models also the ET-profile (``et_tc``, ``et_tb``: time of
+    every conv part and branch, per test sample, batch 1 on this machine's CPU, §IV-B1).
+    Skips the work when the artifact is already current for these parameters, code and data;
+    ``force`` retrains from scratch. A checkpoint of other parameters, code or data is discarded,
+    saying so. The ``smoke`` profile deletes its checkpoint once the artifact is written.
+    """
+    cfg = profile_config(profile, model_name, **overrides)
+    params = stage_params(model_name, dataset, profile, **overrides)
+    ds = data.load(dataset, data_dir, download)
+    directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)
+    if not force:
+        with contextlib.suppress(artifacts.ArtifactError):
+            return artifacts.read(directory, params, ds.sha256)
+    model = build_model(model_name, dataset, seed=cfg.seed)
+    checkpoint, code = directory / "checkpoint.pt", provenance.code_fingerprint(params)
+    try:
+        history = train(model, ds, cfg, checkpoint, progress, code_sha256=code, fresh=force)
+    except StaleCheckpointError as err:
+        print(f"{err}: discarding it, training from scratch", flush=True)
+        history = train(model, ds, cfg, checkpoint, progress, code_sha256=code, fresh=True)
+    arrays = {}
+    for split, x, y, per_class in (("test", ds.x_test, ds.y_test, cfg.test_per_class),
+                                   ("train", ds.x_train, ds.y_train, cfg.train_per_class)):
+        idx = data.stratified_indices(y, per_class, cfg.seed)
+        arrays |= artifacts.cs_profile(predict(model, x[idx], ds.name, progress=progress), y[idx], split)
+        if split == "test" and "et_samples" in params:
+            et = measure_et_profile(model.cpu(), x[idx], ds.name, samples=params["et_samples"])
+            arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
+    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
+                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history),
+                            history=history, test_accuracy=arrays["test_correct"].mean(0).tolist(),
+                            machine=hardware.machine_record(precision_used(history)))
+    if profile == "smoke":
+        checkpoint.unlink(missing_ok=True)
+    return artifacts.read(directory, params, ds.sha256)
