@@ -32,7 +32,8 @@ def main() -> None:
         bf16 = rates[rates.precision == "bf16"].set_index("model")["train_img_s"]
         print("\nbf16 / fp32 training throughput: "
               + ", ".join(f"{m} {bf16[m] / fp32[m]:.2f}x" for m in fp32.index if m in bf16.index))
-        entries = [e for e in pipeline._train_entries("cpu") if e[0] in set(rates.model)]
+        entries = [(j["model"], j["dataset"], j["overrides"]) for j in pipeline.entries("train", "cpu")
+                   if j["model"] in set(rates.model)]
         if not entries:
             print("\nNo cpu-profile training job of pipeline.toml uses these models: no wall time to predict.")
             return

@@ -63,12 +63,12 @@ def test_design_jobs_come_from_the_matrix_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
     head = '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\n[[stages]]\nid = "design"\nkind = "design"\nnotebook = "b.ipynb"\n'
     toml.write_text(head + 'matrix.cpu = [["b21-s2-base4-c16", "cifar10"]]\n')
-    assert pipeline._design_entries("cpu", toml) == [(Variant(21, 2, 4, 16), "cifar10")]
+    assert pipeline.entries("design", "cpu", toml) == [{"variant": Variant(21, 2, 4, 16).name, "dataset": "cifar10"}]
     job = pipeline.Job("design", "design", tmp_path / "05_x.ipynb", {"variant": "b21-s2-base4-c16", "dataset": "cifar10"})
     assert job.name == "05_x-b21-s2-base4-c16-cifar10"
     toml.write_text(head + 'matrix.cpu = [["msdnet21", "cifar10"]]\n')
     with pytest.raises(SystemExit, match="an MSDNet design is named like"):
-        pipeline._design_entries("cpu", toml)
+        pipeline.entries("design", "cpu", toml)
     toml.write_text(head + 'matrix.cpu = [["b21-s2-base4-c16", "svhn"]]\n')
     with pytest.raises(SystemExit, match=r"\[variant, dataset\]"):
-        pipeline._design_entries("cpu", toml)
+        pipeline.entries("design", "cpu", toml)

@@ -207,7 +207,7 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
 
 def test_ledger_lists_every_job_of_the_profile_with_its_record():
     ledger = pipeline.ledger_table("cpu").splitlines()
-    compressed = pipeline._compress_entries("cpu")
+    compressed = pipeline.entries("compress", "cpu")
     assert len(ledger) == (2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu")) + len(compressed)
                            + len(pipeline.single_exits("cpu")) + len(pipeline.designs("cpu")))
     assert sum("single exit pruned" in line for line in ledger) == len(pipeline.single_exits("cpu"))
@@ -237,12 +237,13 @@ def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_pa
     base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["alexnet", "cifar10"]]\n'
             '[[stages]]\nid = "prune"\nkind = "prune"\nnotebook = "b.ipynb"\nmatrix.smoke = [{}]\n')
     toml.write_text(base.format('["alexnet", "cifar10", 0.25]'))
-    assert pipeline._prune_entries("smoke", toml) == [("alexnet", "cifar10", 0.25)]
+    assert pipeline.entries("prune", "smoke", toml) == [{"model": "alexnet", "dataset": "cifar10", "ratio": 0.25,
+                                                         "overrides": {}}]
     for bad, message in (('["resnet44", "cifar10", 0.1]', "training job of the same profile"),
                          ('["alexnet", "cifar10", 1.5]', "pruning ratio must be"), ('["alexnet", "cifar10"]', "ratio")):
         toml.write_text(base.format(bad))
         with pytest.raises(SystemExit, match=message):
-            pipeline._prune_entries("smoke", toml)
+            pipeline.entries("prune", "smoke", toml)
     kinds = [j.kind for j in pipeline.jobs("cpu")]
     assert kinds.index("prune") > max(i for i, k in enumerate(kinds) if k == "train")
     job = next(j for j in pipeline.jobs("cpu") if j.kind == "prune")
@@ -254,11 +255,12 @@ def test_compress_jobs_name_a_training_job(tmp_path):
     base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["vgg16bn", "cifar100"]]\n'
             '[[stages]]\nid = "compress"\nkind = "compress"\nnotebook = "c.ipynb"\nmatrix.smoke = [{}]\n')
     toml.write_text(base.format('["vgg16bn", "cifar100"]'))
-    assert pipeline._compress_entries("smoke", toml) == [("vgg16bn", "cifar100")]
-    for bad in ('["vgg16bn", "cifar10"]', '["vgg16bn", "cifar100", 0.5]'):
+    assert pipeline.entries("compress", "smoke", toml) == [{"model": "vgg16bn", "dataset": "cifar100", "overrides": {}}]
+    for bad, message in (('["vgg16bn", "cifar10"]', r"\[model, dataset\] must be a training job"),
+                         ('["vgg16bn", "cifar100", 0.5]', r"an entry is \[model, dataset\]")):
         toml.write_text(base.format(bad))
-        with pytest.raises(SystemExit, match=r"\[model, dataset\] with \[model, dataset\] a training job"):
-            pipeline._compress_entries("smoke", toml)
+        with pytest.raises(SystemExit, match=message):
+            pipeline.entries("compress", "smoke", toml)
     assert pipeline.Job("compress", "compress", Path("03_compress_features.ipynb"),
                         {"model": "vgg16bn", "dataset": "cifar100"}).name == "03_compress_features-vgg16bn-cifar100-compressed"
 

@@ -64,8 +64,8 @@ def test_a_moved_function_leaves_every_artifact_current(tmp_path, shipped):
     root = _scratch(tmp_path, [("engine/training.py", moved, ""),
                                ("engine/training.py", "from ..core import data,", "from ..nets.multiexit import multi_exit_loss\nfrom ..core import data,")])
     target = root / "lib" / "earlyexit" / "nets" / "multiexit.py"
-    target.write_text(target.read_text() + "\n\nimport torch.nn.functional as F\n\n\n" + moved.replace(
-        "list[Tensor]", "list").replace("target: Tensor", "target").replace(") -> Tensor:", "):"))
+    text = target.read_text().replace("from torch import Tensor, nn\n", "import torch.nn.functional as F\nfrom torch import Tensor, nn\n")
+    target.write_text(text + "\n\n" + moved)
     assert _list(root) == shipped
 
 

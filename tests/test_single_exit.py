@@ -94,12 +94,13 @@ def test_single_exit_jobs_follow_their_training_job_and_bad_entries_are_refused(
                     'matrix.cpu = [["flexvgg16", "cifar100"]]\n'
                     '[[stages]]\nid = "single-exit"\nkind = "single_exit"\nnotebook = "b.ipynb"\n'
                     'matrix.cpu = [["flexvgg16", "cifar100", 0.5]]\n')
-    assert pipeline._single_exit_entries("cpu", toml) == [("flexvgg16", "cifar100", 0.5)]
+    assert pipeline.entries("single_exit", "cpu", toml) == [{"model": "flexvgg16", "dataset": "cifar100",
+                                                            "flops_fraction": 0.5, "overrides": {}}]
     job = pipeline.Job("single-exit", "single_exit", tmp_path / "04_x.ipynb", {"model": "m", "dataset": "d", "flops_fraction": 0.5})
     assert job.name == "04_x-m-d-single50"
     toml.write_text(toml.read_text().replace('0.5]]', '1.5]]'))
     with pytest.raises(SystemExit, match="flops_fraction must be a number in"):
-        pipeline._single_exit_entries("cpu", toml)
+        pipeline.entries("single_exit", "cpu", toml)
     toml.write_text(toml.read_text().replace('["flexvgg16", "cifar100", 1.5]', '["msdnet40", "cifar100", 0.5]'))
     with pytest.raises(SystemExit, match="training job"):
-        pipeline._single_exit_entries("cpu", toml)
+        pipeline.entries("single_exit", "cpu", toml)

@@ -1,17 +1,14 @@
 """Run the numbered notebooks in order with papermill: ``python -m earlyexit.pipeline --profile cpu``.
 
-Stages come from ``pipeline.toml``.  A *train* stage runs once per ``[model, dataset]`` of its
-profile's matrix and is skipped while that artifact is current (parameters, code, data); a *prune*
-stage runs once per ``[model, dataset, ratio]`` of its matrix on the weights a training job left
-behind (skipped while its own artifact is current for the current training artifact), a *compress*
-stage likewise once per ``[model, dataset]`` (Paper A §IV's feature compression), a *single_exit*
-stage once per ``[model, dataset, flops_fraction]`` (Paper B Fig. 10's classic and compressed
-networks), a *design* stage once per ``[variant, dataset]`` (Paper B Fig. 14's MSDNet designs, trained
-by the stage itself); a *figure*
-stage is skipped while its notebook, parameters, library code and the profile's artifacts are
-unchanged.  ``--force`` rebuilds.  Executed copies go to ``runs/<profile>/``; a notebook run with
-its own default parameters (the shipped ``cpu`` profile) is also written back in place, so the
-repository shows the outputs that made its figures and artifacts.
+Stages come from ``pipeline.toml``. A stage that makes artifacts (:data:`STAGES`, one
+:class:`earlyexit.engine.stage.Stage` per kind: *train*, *prune*, *compress*, *single_exit*, *design*)
+runs its notebook once per entry of its profile's matrix and is skipped while that job's artifact is
+current (its parameters, the fingerprint of the code that computes it, the data); the stages after
+training read the weights a training job left behind and go stale when it is retrained. A *figure*
+stage is skipped while what its code cells compute, its parameters, the library code it calls and the
+content of the profile's artifacts are unchanged (its stamp). ``--force`` rebuilds. Executed copies go
+to ``runs/<profile>/``; a notebook run with its own default parameters (the shipped ``cpu`` profile) is
+also written back in place, so the repository shows the outputs that made its figures and artifacts.
 The run stops at the first failing notebook and names it and the cell.
 """
 
@@ -42,15 +39,19 @@ from .paper_a import compression
 from .paper_b import baselines, msdnet_design, single_exit
 from .nets.models import BUILDERS
 from .nets.multiexit import MultiExitNet
+from .engine import training
+from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
 
 
-#: The kinds of stage, in the order a pipeline needs them (prune, compress and single_exit stages read a
-#: training job's weights).
-KINDS = ("train", "prune", "compress", "single_exit", "design", "figure")
+#: The stages that make artifacts, by kind, in the order a pipeline needs them (the stages after training
+#: read a training job's weights); figure stages read artifacts only.
+STAGES: dict[str, Stage] = {s.kind: s for s in (training.STAGE, pruning.STAGE, compression.STAGE, single_exit.STAGE,
+                                                 msdnet_design.STAGE)}
+KINDS = (*STAGES, "figure")
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,7 @@ class Job:
 
     @property
     def name(self) -> str:
-        if self.kind == "design":
-            return f"{self.notebook.stem}-{self.params['variant']}-{self.params['dataset']}"
-        suffix = f"-{self.params['model']}-{self.params['dataset']}" if self.kind != "figure" else ""
-        if self.kind == "prune":
-            suffix += f"-pruned{round(100 * self.params['ratio']):02d}"
-        if self.kind == "compress":
-            suffix += "-compressed"
-        if self.kind == "single_exit":
-            suffix += f"-single{round(100 * self.params['flops_fraction']):02d}"
-        return f"{self.notebook.stem}{suffix}"
+        return self.notebook.stem + ("" if self.kind == "figure" else STAGES[self.kind].suffix(self.params))
 
 
 def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
@@ -94,87 +86,38 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
     return stages
 
 
-def _train_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, dict]]:
-    """``(model, dataset, overrides)`` of every training job of ``profile``, read once from ``path``.
-
-    Every entry is checked (known model and dataset, valid overrides); a bad one exits naming it.
-    """
-    check_profile(profile)
-    stage = next(s for s in load_stages(path) if s["kind"] == "train")
-    entries = []
+def _stage_jobs(stage: dict, profile: str, path: Path, trained: dict[tuple[str, str], dict]) -> list[dict]:
+    """The checked jobs of one stage of ``pipeline.toml`` in ``profile`` (``trained``: the training jobs by
+    ``(model, dataset)``, whose overrides a stage after training takes); a bad entry exits naming it."""
+    kind = STAGES[stage["kind"]]
+    out = []
     for entry in stage.get("matrix", {}).get(profile, []):
         where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
-        ok = (isinstance(entry, list) and len(entry) in (2, 3) and all(isinstance(e, str) for e in entry[:2])
-              and (len(entry) == 2 or isinstance(entry[2], dict)))
-        if not ok:
-            raise SystemExit(f"{where}: an entry is [model, dataset] or [model, dataset, {{overrides}}]")
-        model, dataset, ov = entry[0], entry[1], dict(entry[2]) if len(entry) > 2 else {}
-        if model not in BUILDERS or dataset not in data.SPECS:
-            raise SystemExit(f"{where}: unknown model or dataset; models are {sorted(BUILDERS)}, "
-                             f"datasets {sorted(data.SPECS)}")
         try:
-            stage_params(model, dataset, profile, **ov)
+            job = job_fields(kind, profile, entry)
         except ValueError as err:
             raise SystemExit(f"{where}: {err}") from None
-        entries.append((model, dataset, ov))
-    return entries
-
-
-def _entries_on_trained(kind: str, profile: str, path: Path, items: tuple[str, ...]) -> list[tuple[str, list]]:
-    """``(where, entry)`` of every matrix entry of the stages of ``kind``: lists of ``items`` whose first two
-    name a training job of ``profile`` (whose checkpoint the stage reads), else the run exits naming it."""
-    trained = set(matrix(profile, path))
-    out = []
-    for stage in (s for s in load_stages(path) if s["kind"] == kind):
-        for entry in stage.get("matrix", {}).get(profile, []):
-            where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
-            if not (isinstance(entry, list) and len(entry) == len(items) and tuple(entry[:2]) in trained):
-                raise SystemExit(f"{where}: an entry is [{', '.join(items)}] with [model, dataset] a training job "
-                                 f"of the same profile ({sorted(trained)})")
-            out.append((where, entry))
+        if kind.on_training:
+            if (job["model"], job["dataset"]) not in trained:
+                raise SystemExit(f"{where}: [model, dataset] must be a training job of the same profile "
+                                 f"({sorted(trained)})")
+            job["overrides"] = trained[job["model"], job["dataset"]]["overrides"]
+        out.append(job)
     return out
 
 
-def _entries_with_number(kind: str, profile: str, path: Path, name: str,
-                         check: Callable[[float], float]) -> list[tuple[str, str, float]]:
-    """``(model, dataset, number)`` of every job of the stages of ``kind``, the number (``name``) checked by ``check``."""
-    entries = []
-    for where, entry in _entries_on_trained(kind, profile, path, ("model", "dataset", name)):
-        try:
-            entries.append((entry[0], entry[1], check(entry[2])))
-        except ValueError as err:
-            raise SystemExit(f"{where}: {err}") from None
-    return entries
+def _training_jobs(profile: str, path: Path) -> dict[tuple[str, str], dict]:
+    """The checked training jobs of ``profile``, by ``(model, dataset)``."""
+    check_profile(profile)
+    return {(j["model"], j["dataset"]): j for s in load_stages(path) if s["kind"] == "train"
+            for j in _stage_jobs(s, profile, path, {})}
 
 
-def _prune_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
-    """``(model, dataset, ratio)`` of every pruning job of ``profile``, the ratio in (0, 1)."""
-    return _entries_with_number("prune", profile, path, "ratio", pruning.check_ratio)
-
-
-def _compress_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
-    """``(model, dataset)`` of every feature-compression job of ``profile``."""
-    return [(e[0], e[1]) for _, e in _entries_on_trained("compress", profile, path, ("model", "dataset"))]
-
-
-def _single_exit_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str, float]]:
-    """``(model, dataset, flops_fraction)`` of every single-exit job of ``profile`` (Paper B Fig. 10)."""
-    return _entries_with_number("single_exit", profile, path, "flops_fraction", single_exit.check_fraction)
-
-
-def _design_entries(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[msdnet_design.Variant, str]]:
-    """``(variant, dataset)`` of every MSDNet design job of ``profile`` (Paper B Fig. 14)."""
-    entries = []
-    for stage in (s for s in load_stages(path) if s["kind"] == "design"):
-        for entry in stage.get("matrix", {}).get(profile, []):
-            where = f"{path}: stage {stage['id']!r}, matrix.{profile} entry {entry!r}"
-            if not (isinstance(entry, list) and len(entry) == 2 and entry[1] in data.SPECS):
-                raise SystemExit(f"{where}: an entry is [variant, dataset], dataset one of {sorted(data.SPECS)}")
-            try:
-                entries.append((msdnet_design.Variant.parse(entry[0]), entry[1]))
-            except ValueError as err:
-                raise SystemExit(f"{where}: {err}") from None
-    return entries
+def entries(kind: str, profile: str, path: Path = ROOT / "pipeline.toml") -> list[dict]:
+    """The checked jobs of every stage of ``kind`` in ``profile`` (a stage after training gets its training
+    job's ``overrides``)."""
+    trained = _training_jobs(profile, path)
+    return [job for s in load_stages(path) if s["kind"] == kind for job in _stage_jobs(s, profile, path, trained)]
 
 
 def check_profile(profile: str) -> str:
@@ -186,7 +129,7 @@ def check_profile(profile: str) -> str:
 
 def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
     """The ``(model, dataset)`` pairs the train stage covers in ``profile``."""
-    return [(model, dataset) for model, dataset, _ in _train_entries(profile, path)]
+    return [(j["model"], j["dataset"]) for j in entries("train", profile, path)]
 
 
 def paper_b_models(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
@@ -221,7 +164,8 @@ def common_networks(profile: str, dataset: str, flops_fraction: float, m: int = 
 def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
     """The changes to ``profile``'s recipe for one training job: the optional third item of its
     matrix entry, e.g. ``["msdnet40", "cifar100", {epochs = 1}]`` (recorded in the artifact's manifest)."""
-    return next((ov for m, d, ov in _train_entries(profile, path) if (m, d) == (model, dataset)), {})
+    return next((j["overrides"] for j in entries("train", profile, path) if (j["model"], j["dataset"]) == (model, dataset)),
+                {})
 
 
 def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
@@ -274,7 +218,7 @@ def load_pruned(profile: str, model: str, dataset: str, ratio: float,
 
 def pruned(profile: str) -> list[tuple[str, str, float]]:
     """The ``(model, dataset, ratio)`` of every pruning job of ``profile``."""
-    return _prune_entries(profile)
+    return [(j["model"], j["dataset"], j["ratio"]) for j in entries("prune", profile)]
 
 
 def load_compressed(profile: str, model: str, dataset: str,
@@ -285,7 +229,7 @@ def load_compressed(profile: str, model: str, dataset: str,
 
 def single_exits(profile: str) -> list[tuple[str, str, float]]:
     """The ``(model, dataset, flops_fraction)`` of every single-exit job of ``profile``."""
-    return _single_exit_entries(profile)
+    return [(j["model"], j["dataset"], j["flops_fraction"]) for j in entries("single_exit", profile)]
 
 
 def load_single_exit(profile: str, model: str, dataset: str, flops_fraction: float,
@@ -297,7 +241,7 @@ def load_single_exit(profile: str, model: str, dataset: str, flops_fraction: flo
 
 def designs(profile: str) -> list[tuple[msdnet_design.Variant, str]]:
     """The ``(variant, dataset)`` of every MSDNet design job of ``profile``."""
-    return _design_entries(profile)
+    return [(msdnet_design.Variant.parse(j["variant"]), j["dataset"]) for j in entries("design", profile)]
 
 
 def design_table(profile: str, m: int = 5, runs: int = 5, seed: int = 0,
@@ -334,7 +278,8 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
     unknown = set(only or []) - {s["id"] for s in stages}
     if unknown:
         raise SystemExit(f"unknown stage(s) {sorted(unknown)}; stages are {[s['id'] for s in stages]}")
-    trained = set(matrix(profile))
+    trained_jobs = _training_jobs(profile, ROOT / "pipeline.toml")
+    trained = set(trained_jobs)
     common = {} if profile == DEFAULT_PROFILE else {"profile": profile}
     figure_params = {} if profile == DEFAULT_PROFILE else {"figures_dir": str(figures_dir(profile))}
     out = []
@@ -342,22 +287,9 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         if only and s["id"] not in only:
             continue
         notebook = ROOT / s["notebook"]
-        if s["kind"] == "train":
-            out += [Job(s["id"], "train", notebook, {**common, "model": m, "dataset": d, "overrides": ov})
-                    for m, d, ov in _train_entries(profile)]
-        elif s["kind"] == "prune":
-            out += [Job(s["id"], "prune", notebook, {**common, "model": m, "dataset": d, "ratio": r,
-                                                     "overrides": overrides(profile, m, d)})
-                    for m, d, r in _prune_entries(profile)]
-        elif s["kind"] == "compress":
-            out += [Job(s["id"], "compress", notebook, {**common, "model": m, "dataset": d, "overrides": overrides(profile, m, d)})
-                    for m, d in _compress_entries(profile)]
-        elif s["kind"] == "design":
-            out += [Job(s["id"], "design", notebook, {**common, "variant": v.name, "dataset": d}) for v, d in _design_entries(profile)]
-        elif s["kind"] == "single_exit":
-            out += [Job(s["id"], "single_exit", notebook, {**common, "model": m, "dataset": d, "flops_fraction": f,
-                                                           "overrides": overrides(profile, m, d)})
-                    for m, d, f in _single_exit_entries(profile)]
+        if s["kind"] in STAGES:
+            out += [Job(s["id"], s["kind"], notebook, {**common, **job})
+                    for job in _stage_jobs(s, profile, ROOT / "pipeline.toml", trained_jobs)]
         elif profile in s.get("profiles", PROFILES) and {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -487,28 +419,13 @@ def is_current(job: Job, profile: str) -> bool:
 def why_run(job: Job, profile: str) -> str | None:
     """Why ``job`` must run (``None``: it is up to date): artifact missing or stale, figure inputs changed."""
     p = job.params
-    if job.kind == "train":
-        params = stage_params(p["model"], p["dataset"], profile, **p["overrides"])
-        return _artifact_reason(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]), params, p["dataset"])
-    if job.kind == "design":
-        variant = msdnet_design.Variant.parse(p["variant"])
-        return _artifact_reason(msdnet_design.run_dir(ROOT / "artifacts", profile, variant, p["dataset"]),
-                                msdnet_design.design_params(variant, p["dataset"], profile), p["dataset"])
-    if job.kind in ("prune", "compress", "single_exit"):
+    if job.kind in STAGES:
+        stage = STAGES[job.kind]
         try:
-            source = artifacts.read_manifest(artifacts.run_dir(ROOT / "artifacts", profile, p["model"], p["dataset"]))
+            params = stage.params(profile, p, ROOT / "artifacts")
         except artifacts.ArtifactError:
             return "its training job has no artifact yet"
-        at = (ROOT / "artifacts", profile, p["model"], p["dataset"])
-        if job.kind == "prune":
-            params = pruning.prune_params(p["model"], p["dataset"], profile, p["ratio"], source["npz_sha256"], **p["overrides"])
-            return _artifact_reason(pruning.run_dir(*at, p["ratio"]), params, p["dataset"])
-        if job.kind == "single_exit":
-            params = single_exit.adapt_params(p["model"], p["dataset"], profile, p["flops_fraction"], source["npz_sha256"],
-                                              **p["overrides"])
-            return _artifact_reason(single_exit.run_dir(*at, p["flops_fraction"]), params, p["dataset"])
-        params = compression.compress_params(p["model"], p["dataset"], profile, source["npz_sha256"], **p["overrides"])
-        return _artifact_reason(compression.run_dir(*at), params, p["dataset"])
+        return _artifact_reason(stage.directory(ROOT / "artifacts", profile, p), params, p["dataset"])
     stamp = _stamps(profile).get(job.name)
     if stamp is None:
         return "never run here"
@@ -627,16 +544,9 @@ def ledger_table(profile: str) -> str:
     on which machine and precision, and the accuracy of every exit beside the paper's backbone accuracy."""
     rows = ["| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
             "|---|---|---|---|---|---|---|---|"]
-    runs = [(model, dataset, model, artifacts.run_dir(ROOT / "artifacts", profile, model, dataset))
-            for model, dataset in matrix(profile)]
-    runs += [(model, dataset, f"{model}, {100 * ratio:.0f} % of on-device filters pruned, fine-tuned",
-              pruning.run_dir(ROOT / "artifacts", profile, model, dataset, ratio)) for model, dataset, ratio in pruned(profile)]
-    runs += [(model, dataset, f"{model}, feature codec trained (steps 2, 3 of §IV)",
-              compression.run_dir(ROOT / "artifacts", profile, model, dataset)) for model, dataset in _compress_entries(profile)]
-    runs += [(model, dataset, f"{model}, single exit pruned to {100 * f:.0f} % of its FLOPs, fine-tuned (Paper B Fig. 10)",
-              single_exit.run_dir(ROOT / "artifacts", profile, model, dataset, f)) for model, dataset, f in single_exits(profile)]
-    runs += [(f"msdnet-{v.name}", dataset, f"MSDNet design {v.name} (Paper B Fig. 14)",
-              msdnet_design.run_dir(ROOT / "artifacts", profile, v, dataset)) for v, dataset in designs(profile)]
+    runs = [(job.get("model") or f"msdnet-{job['variant']}", job["dataset"], stage.label(job),
+             stage.directory(ROOT / "artifacts", profile, job)) for stage in STAGES.values()
+            for job in entries(stage.kind, profile)]
     for model, dataset, label, directory in runs:
         try:
             m = artifacts.read_manifest(directory)

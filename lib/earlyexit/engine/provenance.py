@@ -7,9 +7,9 @@ every artifact current, while a change of what training, profiling or a stage co
 the artifacts that depend on it stale. The network of a job counts through its own builder only (the
 model zoo's other builders are opaque), so editing one network stales its artifacts alone.
 
-Each kind of stage defines ``code_roots(params) -> (roots, opaque)`` in its own module; the table below
-says where, and the module is imported when first needed, so that this layer (the engine) never
-imports the layers above it.
+Each kind of stage is defined in its own module (``STAGE``, a :class:`.stage.Stage` whose ``code_roots``
+gives ``(roots, opaque)``); the table below says where, and the module is imported when first needed,
+so that this layer (the engine) never imports the layers above it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from ..core.fingerprint import bookkeeping, closure, fingerprint
 
-#: The module that defines ``code_roots`` of each kind of stage (``params["stage"]``; training has none).
+#: The module that defines each kind of stage's ``STAGE`` (``params["stage"]``; training has none).
 STAGE_MODULES = {
     "train": "earlyexit.engine.training",
     "prune": "earlyexit.engine.pruning",
@@ -42,7 +42,7 @@ def stage_kind(params: dict) -> str:
 def code_roots(params: dict) -> tuple[tuple, tuple]:
     """``(roots, opaque)`` of the computation that made an artifact with ``params``."""
     roots_of: Callable[[dict], tuple[tuple, tuple]] = importlib.import_module(
-        STAGE_MODULES[stage_kind(params)]).code_roots
+        STAGE_MODULES[stage_kind(params)]).STAGE.code_roots
     return roots_of(params)
 
 

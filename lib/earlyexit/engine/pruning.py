@@ -31,6 +31,7 @@ from torch import nn
 
 from ..core import data, hardware
 from . import artifacts, provenance
+from .stage import Stage, training_source
 from ..nets.flops import PartFlops, part_flops
 from ..nets.multiexit import MultiExitNet
 from ..nets.models import BUILDERS, ZOO, build_model
@@ -183,3 +184,14 @@ def load_pruned(artifact_root: str | Path, profile: str, model_name: str, datase
     params = prune_params(model_name, dataset, profile, ratio, source["npz_sha256"], **overrides)
     return artifacts.read(run_dir(artifact_root, profile, model_name, dataset, ratio), params)
 
+
+#: The pruning stage (:class:`.stage.Stage`): one job per ``[model, dataset, ratio]`` of a training job.
+STAGE = Stage(
+    kind="prune", fields=("model", "dataset", "ratio"), on_training=True,
+    check=lambda profile, job: {**job, "ratio": check_ratio(job["ratio"])},
+    params=lambda profile, job, root: prune_params(job["model"], job["dataset"], profile, job["ratio"],
+                                                   training_source(root, profile, job), **job["overrides"]),
+    directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"], job["ratio"]),
+    suffix=lambda job: f"-{job['model']}-{job['dataset']}-pruned{round(100 * job['ratio']):02d}",
+    label=lambda job: f"{job['model']}, {100 * job['ratio']:.0f} % of on-device filters pruned, fine-tuned",
+    code_roots=code_roots)

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from ..core import data, files, hardware
 from ..core.fingerprint import bookkeeping, fingerprint
 from . import artifacts, provenance
+from .stage import Stage
 from ..nets.et_profile import measure_et_profile
 from ..nets.models import BUILDERS, PAPER_B, ZOO, build_model
 from ..nets.multiexit import MultiExitNet
@@ -339,3 +340,21 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
     return artifacts.read(directory, params, ds.sha256)
+
+
+def _check_job(profile: str, job: dict) -> dict:
+    """A training job of ``pipeline.toml``: a known model and dataset, and overrides its recipe accepts."""
+    if job["model"] not in BUILDERS or job["dataset"] not in data.SPECS:
+        raise ValueError(f"unknown model or dataset; models are {sorted(BUILDERS)}, datasets {sorted(data.SPECS)}")
+    if not isinstance(job["overrides"], dict):
+        raise ValueError("the third item overrides the recipe and is a table, e.g. {epochs = 2}")
+    stage_params(job["model"], job["dataset"], profile, **job["overrides"])
+    return job
+
+
+#: The training stage (:class:`.stage.Stage`): one job per ``[model, dataset, {overrides}]``.
+STAGE = Stage(
+    kind="train", fields=("model", "dataset", "overrides"), on_training=False, check=_check_job,
+    params=lambda profile, job, root: stage_params(job["model"], job["dataset"], profile, **job["overrides"]),
+    directory=lambda root, profile, job: artifacts.run_dir(root, profile, job["model"], job["dataset"]),
+    suffix=lambda job: f"-{job['model']}-{job['dataset']}", label=lambda job: job["model"], code_roots=code_roots)

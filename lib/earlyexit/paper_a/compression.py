@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..core import data, hardware
 from ..engine import artifacts, provenance
+from ..engine.stage import Stage, training_source
 from ..nets.flops import module_flops, part_flops
 from ..nets.models import BUILDERS, ZOO
 from ..nets.multiexit import MultiExitNet
@@ -284,3 +285,13 @@ def load_compressed(artifact_root: str | Path, profile: str, model_name: str, da
     source = artifacts.read_manifest(artifacts.run_dir(artifact_root, profile, model_name, dataset))
     params = compress_params(model_name, dataset, profile, source["npz_sha256"], **overrides)
     return artifacts.read(run_dir(artifact_root, profile, model_name, dataset), params)
+
+
+#: The feature-compression stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[model, dataset]``.
+STAGE = Stage(
+    kind="compress", fields=("model", "dataset"), on_training=True, check=lambda profile, job: job,
+    params=lambda profile, job, root: compress_params(job["model"], job["dataset"], profile,
+                                                      training_source(root, profile, job), **job["overrides"]),
+    directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"]),
+    suffix=lambda job: f"-{job['model']}-{job['dataset']}-compressed",
+    label=lambda job: f"{job['model']}, feature codec trained (steps 2, 3 of §IV)", code_roots=code_roots)

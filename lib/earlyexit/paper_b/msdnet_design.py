@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..core import data, hardware
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance
+from ..engine.stage import Stage
 from ..nets import einet_models, et_profile, msdnet
 from . import baselines, elastic, search
 from ..nets.multiexit import MultiExitNet
@@ -194,3 +195,19 @@ def elastic_accuracy(run: artifacts.Artifact, derived_dir: str | Path, profile: 
     key = {"artifact": derived.artifact_key(run), "m": m, "runs": runs, "seed": seed, "preemption": asdict(preemption),
            "code": fingerprint(elastic_accuracy)}
     return derived.frame(directory / f"elastic-{preemption.kind}.csv", key, compute)
+
+
+def _check_job(profile: str, job: dict) -> dict:
+    """A design job: a variant's name and a dataset."""
+    if job["dataset"] not in data.SPECS:
+        raise ValueError(f"an entry is [variant, dataset], dataset one of {sorted(data.SPECS)}")
+    return {**job, "variant": Variant.parse(job["variant"]).name}
+
+
+#: The design stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[variant, dataset]``, trained here.
+STAGE = Stage(
+    kind="design", fields=("variant", "dataset"), on_training=False, check=_check_job,
+    params=lambda profile, job, root: design_params(Variant.parse(job["variant"]), job["dataset"], profile),
+    directory=lambda root, profile, job: run_dir(root, profile, Variant.parse(job["variant"]), job["dataset"]),
+    suffix=lambda job: f"-{job['variant']}-{job['dataset']}",
+    label=lambda job: f"MSDNet design {job['variant']} (Paper B Fig. 14)", code_roots=code_roots)

@@ -38,6 +38,7 @@ from torch import nn
 from ..core import data, hardware
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance, pruning
+from ..engine.stage import Stage, training_source
 from . import baselines, elastic, search
 from ..nets import et_profile
 from ..nets.flops import module_flops
@@ -282,3 +283,16 @@ def compare(run: artifacts.Artifact, single: artifacts.Artifact, derived_dir: st
            "code": fingerprint(compare)}
     fraction = round(100 * single.manifest["params"]["flops_fraction"])
     return derived.frame(Path(derived_dir) / f"common-networks-single{fraction:02d}-{preemption.kind}.csv", key, compute)
+
+
+#: The single-exit stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[model, dataset, flops_fraction]``.
+STAGE = Stage(
+    kind="single_exit", fields=("model", "dataset", "flops_fraction"), on_training=True,
+    check=lambda profile, job: {**job, "flops_fraction": check_fraction(job["flops_fraction"])},
+    params=lambda profile, job, root: adapt_params(job["model"], job["dataset"], profile, job["flops_fraction"],
+                                                   training_source(root, profile, job), **job["overrides"]),
+    directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"], job["flops_fraction"]),
+    suffix=lambda job: f"-{job['model']}-{job['dataset']}-single{round(100 * job['flops_fraction']):02d}",
+    label=lambda job: (f"{job['model']}, single exit pruned to {100 * job['flops_fraction']:.0f} % of its FLOPs, "
+                       "fine-tuned (Paper B Fig. 10)"),
+    code_roots=code_roots)
