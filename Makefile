@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 BOOK_VENV ?= .venv-book
 BOOK_HTML := build/book/_build/html
 
-.PHONY: figures pipeline test smoke nbval unit data benchmark lab book book-check clean
+.PHONY: figures pipeline test lint smoke nbval unit data benchmark lab book book-check clean
 
 ## main job: regenerate every figure and table from the committed artifacts (no training)
 figures: $(VENV)/.installed data
@@ -24,8 +24,13 @@ figures: $(VENV)/.installed data
 pipeline: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile $(PROFILE)
 
-## tests: unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks, the book in Chromium
-test: unit smoke nbval book-check
+## tests: lint and format, unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks, the book
+test: lint unit smoke nbval book-check
+
+## ruff (configured in pyproject.toml): lint and format check of the library, tests, benchmarks and book builder
+lint: $(VENV)/.installed
+	$(BIN)/ruff check lib tests benchmarks book
+	$(BIN)/ruff format --check lib tests benchmarks book
 
 unit: $(VENV)/.installed data
 	$(BIN)/pytest -q tests

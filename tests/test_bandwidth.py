@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from earlyexit.paper_a import bandwidth, ep_inference, latency
 from earlyexit.nets.flops import PartFlops
+from earlyexit.paper_a import bandwidth, ep_inference, latency
 
 PARTS = [PartFlops(20_000_000, 1_000_000, ()), PartFlops(30_000_000, 1_000_000, ()), PartFlops(200_000_000, 500_000, ())]
 

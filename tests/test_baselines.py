@@ -6,10 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
-
-from earlyexit.paper_b import baselines, elastic, search
-from earlyexit.engine.artifacts import Artifact
 from test_elastic import cs_profile, score, taus
+
+from earlyexit.engine.artifacts import Artifact
+from earlyexit.paper_b import baselines, elastic, search
 
 
 @pytest.mark.parametrize("n, fraction, want", [

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit.paper_a import compression, latency
 from earlyexit.nets.models import build_model
+from earlyexit.paper_a import compression, latency
 
 
 def test_the_codec_keeps_the_feature_shape_and_sends_64_times_fewer_bits():

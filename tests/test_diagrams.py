@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from earlyexit.core import paper
-from earlyexit.paper_b import diagrams, elastic, search
-from earlyexit.paper_a.exit_predictor import build_exit_predictor
 from earlyexit.nets.models import build_model
+from earlyexit.paper_a.exit_predictor import build_exit_predictor
+from earlyexit.paper_b import diagrams, elastic, search
 
 matplotlib.use("Agg")
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit.paper_b import elastic as E
 from earlyexit.nets import et_profile
-from earlyexit.paper_b import search
 from earlyexit.nets.models import build_model
+from earlyexit.paper_b import elastic as E
+from earlyexit.paper_b import search
 from earlyexit.paper_b.predictor import CSPredictor, known_scores
 
 

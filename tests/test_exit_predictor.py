@@ -7,10 +7,10 @@ import torch
 
 from earlyexit.core import data, paper
 from earlyexit.engine import training
-from earlyexit.paper_a import ep_inference as EP
-from earlyexit.paper_a.exit_predictor import ARCHITECTURES, build_exit_predictor
 from earlyexit.nets.flops import PartFlops, module_flops, part_flops
 from earlyexit.nets.models import build_model
+from earlyexit.paper_a import ep_inference as EP
+from earlyexit.paper_a.exit_predictor import ARCHITECTURES, build_exit_predictor
 
 TABLE2_MFLOPS = {"ours": 0.40, "w/o Cat. & SE": 0.29, "FCs only": 0.39, "LeNet": 0.67}
 

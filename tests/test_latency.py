@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from earlyexit.paper_a import ep_inference, latency
 from earlyexit.nets.flops import PartFlops
+from earlyexit.paper_a import ep_inference, latency
 
 
 def test_the_compressed_feature_of_vgg16bn_is_64_times_smaller():
@@ -74,9 +74,9 @@ def test_regressors_reproduce_their_training_optima():
 
 
 def test_measured_part_times_add_up_to_a_whole_on_device_pass():
+    from earlyexit.nets.models import build_model
     from earlyexit.paper_a import compression
     from earlyexit.paper_a.exit_predictor import build_exit_predictor
-    from earlyexit.nets.models import build_model
 
     torch.manual_seed(0)
     model = build_model("alexnet", "cifar10")

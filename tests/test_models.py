@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from earlyexit.core import paper
+from earlyexit.core import data, paper
 from earlyexit.nets import flops
-from earlyexit.core import data
 from earlyexit.nets.models import BUILDERS, PAPER_A, PAPER_B, build_model
 
 CASES = [(m, d) for m in PAPER_A for d in ("cifar10", "cifar100")] + [

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from earlyexit.core import data
+from earlyexit.engine.training import multi_exit_loss
 from earlyexit.nets.models import build_model
 from earlyexit.nets.msdnet import MSDLayer, PerScale, layer_scales, msdnet
-from earlyexit.engine.training import multi_exit_loss
 
 VARIANTS = {"msdnet21": (21, 2), "msdnet40": (40, 1)}  # name: (blocks, step); base 4, 16 channels
 

@@ -6,8 +6,8 @@ from torch import nn
 
 from earlyexit import pipeline
 from earlyexit.nets import msdnet
-from earlyexit.paper_b import msdnet_design
 from earlyexit.nets.flops import part_flops
+from earlyexit.paper_b import msdnet_design
 from earlyexit.paper_b.msdnet_design import Variant
 
 

@@ -6,8 +6,8 @@ import torch
 
 from earlyexit import pipeline
 from earlyexit.engine import artifacts, provenance, training
-from earlyexit.paper_b import elastic, single_exit
 from earlyexit.nets.models import build_model
+from earlyexit.paper_b import elastic, single_exit
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from earlyexit import pipeline
-from earlyexit.core import data
 from earlyexit.engine import artifacts, training, weights
 
 NOTEBOOK = pipeline.ROOT / "notebooks" / "29_B_fig1_fig2_real_mode.ipynb"

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import hashlib
 import importlib
 import inspect
-import hashlib
 import json
 import os
 import re
@@ -28,20 +28,17 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .core import data, files, fingerprint, paper
-from .engine import artifacts, derived, pruning, weights
-from .paper_a import compression
-from .paper_b import baselines, msdnet_design, single_exit
-from .nets.models import BUILDERS
-from .nets.multiexit import MultiExitNet
-from .engine import training
+from .engine import artifacts, pruning, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
+from .nets.multiexit import MultiExitNet
+from .paper_a import compression
+from .paper_b import baselines, msdnet_design, single_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
@@ -553,7 +550,7 @@ def ledger_table(profile: str) -> str:
         except artifacts.ArtifactError:
             rows.append(f"| {label} | {dataset} | not trained | | | | | |")
             continue
-        machine, reference = m.get("machine", {}), paper.A_TABLE1.get((dataset, model), ("",))[0]
+        reference = paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
         accuracy = (" / ".join(f"{a:.2f}" for a in acc) if len(acc) <= 4
                     else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}")

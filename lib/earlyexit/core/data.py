@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from . import files
-from .fingerprint import bookkeeping
-
 import numpy as np
 import torch
 from torch import Tensor
+
+from . import files
+from .fingerprint import bookkeeping
 
 DATA_ENV = "EARLYEXIT_DATA"
 DOWNLOAD_ENV = "EARLYEXIT_DOWNLOAD"

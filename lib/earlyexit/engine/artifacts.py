@@ -18,7 +18,6 @@ artifact trained in that precision.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
@@ -108,7 +107,7 @@ def write(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *, params
         "git_commit": git_commit(),
         "npz_sha256": files.file_sha256(directory / NPZ),
         "wall_time_s": round(wall_time_s, 1),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine or hardware.machine_record(),
         **info,
     }

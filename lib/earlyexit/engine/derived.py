@@ -89,7 +89,7 @@ def load_or_compute(path: str | os.PathLike, key: dict, compute: Callable[[], T]
 def write_record(path: str | os.PathLike, key: dict, **info) -> None:
     """Write the record of the derived result ``path``: its key, its sha256, when, at which commit, where."""
     record = {"key": json.loads(json.dumps(key)), "sha256": files.file_sha256(path),
-              "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "git_commit": artifacts.git_commit(), "machine": hardware.machine_record(), **info}
     files.write_text(record_path(path), json.dumps(record, indent=1))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from ..core.fingerprint import bookkeeping, closure, fingerprint
 
@@ -52,7 +52,7 @@ def code_fingerprint(params: dict) -> str:
     return _cached(stage_kind(params), params.get("model"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached(kind: str, model: str | None) -> str:
     roots, opaque = code_roots({"stage": kind, "model": model})
     return fingerprint(*roots, opaque=opaque)

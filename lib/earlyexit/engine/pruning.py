@@ -30,12 +30,21 @@ import torch_pruning as tp
 from torch import nn
 
 from ..core import data, hardware
+from ..nets.flops import PartFlops, part_flops
+from ..nets.models import BUILDERS, ZOO, build_model
+from ..nets.multiexit import MultiExitNet
 from . import artifacts, provenance
 from .stage import Stage, training_source
-from ..nets.flops import PartFlops, part_flops
-from ..nets.multiexit import MultiExitNet
-from ..nets.models import BUILDERS, ZOO, build_model
-from .training import RECORDED, CheckpointError, TrainConfig, predict, precision_used, profile_config, stage_params, train
+from .training import (
+    RECORDED,
+    CheckpointError,
+    TrainConfig,
+    precision_used,
+    predict,
+    profile_config,
+    stage_params,
+    train,
+)
 
 #: Fine-tuning after pruning, per profile (a replacement of the training recipe's fields).
 FINETUNE: dict[str, dict] = {

@@ -229,7 +229,7 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
                   f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
                           + ", bit for bit: identical",
               "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
-              "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "cpu": hardware.cpu_info().model}
     params = dict(manifest["params"])
     for old, (new, translate) in RENAMED_PARAMS.items():

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 
 from ..core import data, hardware
-from . import training
 from ..nets import einet_models
 from ..nets.models import BUILDERS, build_model
 from ..nets.multiexit import MultiExitNet
+from . import training
 
 EPOCH_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
 PROFILE_IMAGES = {"cifar10": 60_000, "cifar100": 60_000, "mnist": 70_000}  # test + training split predicted

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,11 +39,11 @@ from tqdm.auto import tqdm
 
 from ..core import data, files, hardware
 from ..core.fingerprint import bookkeeping, fingerprint
-from . import artifacts, provenance
-from .stage import Stage
 from ..nets.et_profile import measure_et_profile
 from ..nets.models import BUILDERS, PAPER_B, ZOO, build_model
 from ..nets.multiexit import MultiExitNet
+from . import artifacts, provenance
+from .stage import Stage
 
 
 @dataclass(frozen=True)

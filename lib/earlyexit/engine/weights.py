@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from ..core import files
-from . import artifacts
 from ..nets.models import build_model
 from ..nets.multiexit import MultiExitNet
+from . import artifacts
 from .training import TrainConfig
 
 WEIGHTS, RECORD = "weights.npz", "weights.json"

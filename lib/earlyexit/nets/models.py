@@ -8,7 +8,7 @@ in :mod:`.msdnet`, the rest of its model zoo in :mod:`.einet_models`, all for CI
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

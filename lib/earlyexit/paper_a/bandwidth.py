@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import ep_inference, latency
 from ..engine.artifacts import Artifact
 from ..nets.flops import PartFlops
+from . import ep_inference, latency
 
 #: §V-C: the regression models' bandwidth intervals (Mbit/s) and the bandwidths each is fitted on.
 TRAINING_MBPS: dict[tuple[float, float], tuple[float, ...]] = {

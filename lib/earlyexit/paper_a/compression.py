@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 
 from ..core import data, hardware
 from ..engine import artifacts, provenance
+from ..engine.pruning import load_artifact, trained_model
 from ..engine.stage import Stage, training_source
+from ..engine.training import RECORDED, TrainConfig, precision_used, predict, profile_config, train
 from ..nets.flops import module_flops, part_flops
 from ..nets.models import BUILDERS, ZOO
 from ..nets.multiexit import MultiExitNet
-from ..engine.pruning import load_artifact, trained_model
-from ..engine.training import RECORDED, TrainConfig, predict, precision_used, profile_config, train
 
 
 class Quantiser(nn.Module):

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from ..core import data
 from ..core.fingerprint import fingerprint
 from ..engine import derived, training
-from .ep_inference import ep_labels
 from ..nets.multiexit import conv_bn_relu
+from .ep_inference import ep_labels
 
 
 def _bn_relu(channels: int) -> list[nn.Module]:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import ep_inference
 from ..nets.flops import PartFlops
 from ..nets.multiexit import MultiExitNet
+from . import ep_inference
 
 #: §V-C: Raspberry Pi 3 computation speed (FLOPs per second) and the latency requirement (seconds).
 RPI3_FLOPS = 3.62e9

@@ -26,8 +26,8 @@ import pandas as pd
 
 from ..core.fingerprint import fingerprint
 from ..engine import derived
-from . import elastic, predictor, search
 from ..engine.artifacts import Artifact
+from . import elastic, predictor, search
 
 
 @dataclass(frozen=True)

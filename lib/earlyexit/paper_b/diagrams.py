@@ -20,9 +20,9 @@ import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
-from .elastic import Trace
 from ..nets.flops import module_flops
 from ..nets.multiexit import MultiExitNet
+from .elastic import Trace
 
 _FOLLOWERS = (nn.BatchNorm2d, nn.ReLU)
 

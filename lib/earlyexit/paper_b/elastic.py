@@ -29,7 +29,6 @@ Conventions (the paper leaves them open):
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass
 
@@ -38,9 +37,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core import data
-from . import search
 from ..engine.artifacts import Artifact
 from ..nets.multiexit import MultiExitNet
+from . import search
 from .predictor import CachedPredictor, CSPredictor
 
 __all__ = [

@@ -32,10 +32,10 @@ from ..core import data, hardware
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance
 from ..engine.stage import Stage
+from ..engine.training import ET_SAMPLES, RECORDED, precision_used, predict, profile_config, train
 from ..nets import einet_models, et_profile, msdnet
-from . import baselines, elastic, search
 from ..nets.multiexit import MultiExitNet
-from ..engine.training import ET_SAMPLES, RECORDED, predict, precision_used, profile_config, train
+from . import baselines, elastic, search
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,12 @@ from ..core import data, hardware
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance, pruning
 from ..engine.stage import Stage, training_source
-from . import baselines, elastic, search
+from ..engine.training import ET_SAMPLES, RECORDED, precision_used, predict, train
 from ..nets import et_profile
 from ..nets.flops import module_flops
 from ..nets.models import BUILDERS, ZOO
 from ..nets.multiexit import MultiExitNet
-from ..engine.training import ET_SAMPLES, RECORDED, predict, precision_used, train
+from . import baselines, elastic, search
 
 #: Relative tolerance of the compressed network's FLOPs around ``flops_fraction`` of the classic's.
 FLOPS_TOLERANCE = 0.02
