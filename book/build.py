@@ -68,13 +68,20 @@ def waits_for(pipeline: Path = ROOT / "pipeline.toml") -> dict[str, list[str]]:
 
 def landing(groups: dict[str, list[Path]], figures: Path) -> str:
     """The landing page: what the book is, the figure map (notebook -> outputs) and the gallery."""
-    lines = ["# earlyexit: the book", "",
-             "A reproducible companion to two papers on multi-exit networks for edge AI: **Paper A**, "
-             "*Resource-Constrained Edge AI with Early Exit Prediction* (the Exit Predictor), and **Paper B**, "
-             "*Elastic DNN Inference with Unpredictable Exit* (EINet). Every page is a notebook of the "
-             "repository, shown with the outputs of the shipped `cpu` run (networks trained on a 2-core CPU: "
-             "each page sets our numbers beside the paper's and says which claims our run supports).", "",
-             "## Figure map", "", "| page | figures and tables |", "|---|---|"]
+    lines = [
+        "# earlyexit: the book",
+        "",
+        "A reproducible companion to two papers on multi-exit networks for edge AI: **Paper A**, "
+        "*Resource-Constrained Edge AI with Early Exit Prediction* (the Exit Predictor), and **Paper B**, "
+        "*Elastic DNN Inference with Unpredictable Exit* (EINet). Every page is a notebook of the "
+        "repository, shown with the outputs of the shipped `cpu` run (networks trained on a 2-core CPU: "
+        "each page sets our numbers beside the paper's and says which claims our run supports).",
+        "",
+        "## Figure map",
+        "",
+        "| page | figures and tables |",
+        "|---|---|",
+    ]
     waiting = waits_for()
     for key in ("A", "B", "stages"):
         for nb in groups.get(key, []):
@@ -100,12 +107,21 @@ def _order(stem: str) -> tuple:
 
 
 def toc(groups: dict[str, list[Path]]) -> str:
-    captions = {**PARTS, "stages": "Pipeline stages: training, pruning, compression, single-exit networks, MSDNet designs"}
-    lines = ["format: jb-book", "root: index", "parts:", "- caption: \"The library\"", "  chapters:",
-             "  - file: architecture"]
+    captions = {
+        **PARTS,
+        "stages": "Pipeline stages: training, pruning, compression, single-exit networks, MSDNet designs",
+    }
+    lines = [
+        "format: jb-book",
+        "root: index",
+        "parts:",
+        '- caption: "The library"',
+        "  chapters:",
+        "  - file: architecture",
+    ]
     for key in ("A", "B", "stages"):
         if groups.get(key):
-            lines += [f"- caption: \"{captions[key]}\"", "  chapters:"]
+            lines += [f'- caption: "{captions[key]}"', "  chapters:"]
             lines += [f"  - file: notebooks/{nb.stem}" for nb in groups[key]]
     return "\n".join(lines) + "\n"
 
@@ -139,8 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "book", help="output folder (default build/book)")
     args = parser.parse_args(argv)
     src = stage(args.out.with_name(args.out.name + "-src"))
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(args.out), "--warningiserror",
-           "--quiet"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(src),
+        "--path-output",
+        str(args.out),
+        "--warningiserror",
+        "--quiet",
+    ]
     if subprocess.run(cmd).returncode:
         raise SystemExit(f"jupyter-book failed on {src}; the messages above name the page")
     print(f"book: {args.out / '_build' / 'html' / 'index.html'}")

@@ -104,8 +104,14 @@ def test_shipped_artifacts_are_intact():
 
 def _with_precision(directory, params_precision: str, trained: str):
     params = {**PARAMS, "precision": params_precision}
-    artifacts.write(directory, {"test_correct": np.ones((2, 2), bool)}, params=params, data_sha256="abc",
-                            wall_time_s=1.0, machine={"cpu": "test", "precision": trained})
+    artifacts.write(
+        directory,
+        {"test_correct": np.ones((2, 2), bool)},
+        params=params,
+        data_sha256="abc",
+        wall_time_s=1.0,
+        machine={"cpu": "test", "precision": trained},
+    )
 
 
 def test_auto_precision_accepts_an_artifact_of_any_precision_a_forced_one_only_its_own(tmp_path):
@@ -118,13 +124,19 @@ def test_auto_precision_accepts_an_artifact_of_any_precision_a_forced_one_only_i
     assert artifacts.read(tmp_path, {**PARAMS, "precision": "auto"}, "abc")
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("[1, 2]", "holds a JSON list, not an object"),
-    ('{"code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}', "'params' is missing"),
-    ('{"params": null, "code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}', "'params' is missing or not an object"),
-    ('{"params": {}, "data_sha256": "b", "npz_sha256": "c"}', "code_sha256 missing"),
-    ("{not json", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[1, 2]", "holds a JSON list, not an object"),
+        ('{"code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}', "'params' is missing"),
+        (
+            '{"params": null, "code_sha256": "a", "data_sha256": "b", "npz_sha256": "c"}',
+            "'params' is missing or not an object",
+        ),
+        ('{"params": {}, "data_sha256": "b", "npz_sha256": "c"}', "code_sha256 missing"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
 def test_a_malformed_manifest_is_an_artifact_error_naming_the_file(tmp_path, content, problem):
     _write(tmp_path)
     (tmp_path / "manifest.json").write_text(content)
@@ -150,8 +162,9 @@ def test_stale_hint_names_real_commands_and_the_shipped_copy(tmp_path):
 def test_a_changed_shipped_artifact_is_restored_from_git(tmp_path):
     import subprocess
 
-    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,
-                                    check=True, capture_output=True)
+    git = lambda *a: subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True, capture_output=True
+    )
     git("init", "-q")
     directory = tmp_path / "artifacts" / "cpu" / "resnet44-cifar100"
     _write(directory)

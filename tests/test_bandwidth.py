@@ -6,7 +6,11 @@ import pytest
 from earlyexit.nets.flops import PartFlops
 from earlyexit.paper_a import bandwidth, ep_inference, latency
 
-PARTS = [PartFlops(20_000_000, 1_000_000, ()), PartFlops(30_000_000, 1_000_000, ()), PartFlops(200_000_000, 500_000, ())]
+PARTS = [
+    PartFlops(20_000_000, 1_000_000, ()),
+    PartFlops(30_000_000, 1_000_000, ()),
+    PartFlops(200_000_000, 500_000, ()),
+]
 
 
 def setting(tau: float = 0.030) -> bandwidth.Setting:
@@ -15,8 +19,20 @@ def setting(tau: float = 0.030) -> bandwidth.Setting:
     correct = rng.uniform(size=(400, 3)) < 0.3 + 0.6 * conf  # confident exits are right more often
     ratios = np.arange(8) / 8
     prune_correct = np.stack([correct[:, -1] & (rng.uniform(size=400) > r) for r in ratios])
-    return bandwidth.Setting(conf, correct, PARTS, 2_000_000.0, 4096.0, ratios, 4096.0 * (1 - ratios),
-                             prune_correct, rng.uniform(size=(400, 2)), 400_000.0, latency.RPI3_FLOPS, tau)
+    return bandwidth.Setting(
+        conf,
+        correct,
+        PARTS,
+        2_000_000.0,
+        4096.0,
+        ratios,
+        4096.0 * (1 - ratios),
+        prune_correct,
+        rng.uniform(size=(400, 2)),
+        400_000.0,
+        latency.RPI3_FLOPS,
+        tau,
+    )
 
 
 def test_backbone_sends_every_sample_after_the_on_device_layers():
@@ -34,12 +50,21 @@ def test_static_methods_equal_algorithm_1_and_the_latency_model():
     o = ep_inference.evaluate(s.conf, s.parts, (0.9, 0.8))
     share = np.mean(o.exit == 2)
     assert ee.accuracy[0] == pytest.approx(o.summary(s.correct)["accuracy"])
-    assert ee.latency[0] == pytest.approx(latency.mean_latency(
-        np.array([o.device_flops.mean() + 2e6 * share]), np.array([share]), 4096, latency.RPI3_FLOPS, np.array([0.5e6]))[0, 0])
+    assert ee.latency[0] == pytest.approx(
+        latency.mean_latency(
+            np.array([o.device_flops.mean() + 2e6 * share]),
+            np.array([share]),
+            4096,
+            latency.RPI3_FLOPS,
+            np.array([0.5e6]),
+        )[0, 0]
+    )
     ep = bandwidth.static(s, [0.5], (0.9, 0.8), (0.3, 0.6))
     assert ep.knobs["gamma2"][0] == 0.6 and ep.method == "EE+EP (Static)"
     same = bandwidth.static(s, [0.5, 5.0], 0.9)  # one threshold for both exits
-    assert same.knobs["lam2"].tolist() == [0.9, 0.9] and bandwidth.on_device(s, same) == pytest.approx(same.device_latency)
+    assert same.knobs["lam2"].tolist() == [0.9, 0.9] and bandwidth.on_device(s, same) == pytest.approx(
+        same.device_latency
+    )
     with pytest.raises(ValueError, match="needs the Exit Predictor's scores"):
         bandwidth.static(bandwidth.Setting(**{**s.__dict__, "scores": None}), [0.5], 0.9, 0.5)
 
@@ -51,7 +76,9 @@ def test_encoder_pruning_takes_the_smallest_ratio_that_meets_tau():
     share = np.mean(o.exit == 2)
 
     def by_hand(ratio: float, mbps: float) -> float:  # Eq. (11) with the pruned encoder's FLOPs and bits
-        return (o.device_flops.mean() + 2e6 * (1 - ratio) * share) / latency.RPI3_FLOPS + share * 4096 * (1 - ratio) / (mbps * 1e6)
+        return (o.device_flops.mean() + 2e6 * (1 - ratio) * share) / latency.RPI3_FLOPS + share * 4096 * (1 - ratio) / (
+            mbps * 1e6
+        )
 
     ratios = sweep.knobs["prune_ratio"]
     assert ratios[0] == 0.0 and 0.0 < ratios[1] < ratios[2] < 1.0  # more pruning on slower links
@@ -87,12 +114,24 @@ def test_on_device_re_evaluates_every_method_at_its_own_operating_points():
     s = setting()
     bws = [0.08, 0.5, 50.0]
     cands = bandwidth.candidates(s, "ep", [0.5, 0.9], (0.0, 0.5))
-    sweeps = [bandwidth.backbone(s, bws), bandwidth.static(s, bws, (0.9, 0.8)), bandwidth.static(s, bws, (0.9, 0.8), (0.3, 0.6)),
-              bandwidth.encoder_pruning(s, bws, (0.9, 0.8)), bandwidth.optimum(s, bws, "ep", cands),
-              bandwidth.optimum(s, bws, "oracle", bandwidth.candidates(s, "oracle", [0.5, 0.9], ()))]
+    sweeps = [
+        bandwidth.backbone(s, bws),
+        bandwidth.static(s, bws, (0.9, 0.8)),
+        bandwidth.static(s, bws, (0.9, 0.8), (0.3, 0.6)),
+        bandwidth.encoder_pruning(s, bws, (0.9, 0.8)),
+        bandwidth.optimum(s, bws, "ep", cands),
+        bandwidth.optimum(s, bws, "oracle", bandwidth.candidates(s, "oracle", [0.5, 0.9], ())),
+    ]
     for sweep in sweeps:  # under the FLOPs setting itself it gives back each sweep's on-device latency
         assert bandwidth.on_device(s, sweep) == pytest.approx(sweep.device_latency), sweep.method
-    timed = bandwidth.Setting(**{**s.__dict__, "parts": [PartFlops(2.0, 1.0, ()), PartFlops(3.0, 1.0, ()), PartFlops(0, 0, ())],
-                                 "encoder_flops": 0.5, "ep_flops": 0.25, "r_comp": 1.0})
+    timed = bandwidth.Setting(
+        **{
+            **s.__dict__,
+            "parts": [PartFlops(2.0, 1.0, ()), PartFlops(3.0, 1.0, ()), PartFlops(0, 0, ())],
+            "encoder_flops": 0.5,
+            "ep_flops": 0.25,
+            "r_comp": 1.0,
+        }
+    )
     backbone = bandwidth.on_device(timed, sweeps[0])
     assert backbone == pytest.approx([5.5] * 3)  # both stages and the encoder, in the measured unit

@@ -12,10 +12,17 @@ from earlyexit.engine.artifacts import Artifact
 from earlyexit.paper_b import baselines, elastic, search
 
 
-@pytest.mark.parametrize("n, fraction, want", [
-    (40, 0.25, elastic.skip_plan(40, 3)), (40, 0.5, elastic.skip_plan(40, 1)), (40, 1.0, np.ones(40, bool)),
-    (3, 0.25, [False, False, True]), (3, 0.5, [True, False, True]), (14, 0.25, None),
-])
+@pytest.mark.parametrize(
+    "n, fraction, want",
+    [
+        (40, 0.25, elastic.skip_plan(40, 3)),
+        (40, 0.5, elastic.skip_plan(40, 1)),
+        (40, 1.0, np.ones(40, bool)),
+        (3, 0.25, [False, False, True]),
+        (3, 0.5, [True, False, True]),
+        (14, 0.25, None),
+    ],
+)
 def test_fraction_plans_spread_their_branches_and_keep_the_last(n, fraction, want):
     plan = baselines.fraction_plan(n, fraction)
     assert plan[-1] and plan.sum() == max(1, int(np.floor(fraction * n + 0.5)))
@@ -37,8 +44,10 @@ def test_optimal_static_plan_beats_every_plan_on_the_average_profile(preemption)
     mean = correct.mean(0).astype(np.float64)
     plan, how = baselines.optimal_static_plan(tc, tb, mean, preemption)
     assert how == "enumeration"
-    want = max(elastic.plan_expectation(tc, tb, conf, correct, np.array(bits), preemption)["accuracy"]
-               for bits in itertools.product([False, True], repeat=7))
+    want = max(
+        elastic.plan_expectation(tc, tb, conf, correct, np.array(bits), preemption)["accuracy"]
+        for bits in itertools.product([False, True], repeat=7)
+    )
     assert elastic.plan_expectation(tc, tb, conf, correct, plan, preemption)["accuracy"] == pytest.approx(want)
 
 
@@ -90,9 +99,18 @@ def test_compare_runs_every_plan_and_reads_its_result_back(tmp_path):
     run = Artifact(arrays, manifest)
     setup = baselines.Setup(thresholds=(0.5, 0.9), random_k=50, runs=2)
     table = baselines.compare(run, tmp_path, "smoke", setup)
-    assert list(table.method) == ["static 25%", "static 50%", "static 100%", "optimal static (enumeration)",
-                                  "threshold 0.5", "threshold 0.9", "EINet random", "EINet hybrid m=5",
-                                  "EINet exact", "oracle + exact"]
+    assert list(table.method) == [
+        "static 25%",
+        "static 50%",
+        "static 100%",
+        "optimal static (enumeration)",
+        "threshold 0.5",
+        "threshold 0.9",
+        "EINet random",
+        "EINet hybrid m=5",
+        "EINet exact",
+        "oracle + exact",
+    ]
     assert table.accuracy.between(0, 100).all() and (table.branches > 0).all()
     every = table.set_index("method").loc["static 100%"]
     _, scored = baselines.halves(120)

@@ -12,9 +12,17 @@ import pytest
 
 BOOK = os.environ.get("EARLYEXIT_BOOK")
 pytestmark = pytest.mark.skipif(not BOOK, reason="needs the built book: run `make book-check`")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=30000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=30000",
+]
 
 
 def rendered_dom(page: Path, profile_dir: Path) -> str:
@@ -22,8 +30,12 @@ def rendered_dom(page: Path, profile_dir: Path) -> str:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("Debian's chromium is not installed: apt-get install chromium (make book-check does it)")
-    out = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [chromium, *FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -32,10 +44,13 @@ def images(dom: str, page: Path) -> list[Path]:
     return [(page.parent / src).resolve() for src in re.findall(r'<img[^>]*\bsrc="([^"]+\.png)"', dom)]
 
 
-@pytest.mark.parametrize("name, min_images, min_math", [
-    ("index.html", 10, 0),  # the landing page: figure map and gallery
-    ("notebooks/12_A_fig7_exit_predictor.html", 1, 3),  # a result page: its figure and the paper's symbols
-])
+@pytest.mark.parametrize(
+    "name, min_images, min_math",
+    [
+        ("index.html", 10, 0),  # the landing page: figure map and gallery
+        ("notebooks/12_A_fig7_exit_predictor.html", 1, 3),  # a result page: its figure and the paper's symbols
+    ],
+)
 def test_a_rendered_page_shows_its_figures_and_typeset_equations(name, min_images, min_math, tmp_path):
     page = Path(BOOK) / name
     assert page.exists(), f"{page} was not built"

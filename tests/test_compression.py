@@ -83,6 +83,8 @@ def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(lo
     ratios = out.manifest["params"]["encoder_prune_ratios"]
     assert out["encoder_prune_correct"].shape == (len(ratios), len(out["test_label"]))
     assert (out["encoder_prune_correct"][0] == out["test_correct"][:, -1]).all()  # ratio 0: the codec as trained
-    assert int(out["encoder_prune_bits"][0]) == int(out["feature_bits"]) and (np.diff(out["encoder_prune_bits"]) < 0).all()
+    assert (
+        int(out["encoder_prune_bits"][0]) == int(out["feature_bits"]) and (np.diff(out["encoder_prune_bits"]) < 0).all()
+    )
     again = compression.compress_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
     assert again.manifest["created"] == out.manifest["created"]

@@ -9,8 +9,10 @@ from earlyexit.core import data
 COUNTS = {
     "cifar10": ([5000] * 10, [1000] * 10),
     "cifar100": ([500] * 100, [100] * 100),
-    "mnist": ([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
-              [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+    "mnist": (
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    ),
 }
 
 
@@ -48,7 +50,7 @@ def test_augmentation_is_a_padded_crop_or_its_mirror(load_dataset):
     assert out.shape == x.shape and out.dtype == torch.uint8
     flips = 0
     for i in range(len(x)):
-        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        windows = [padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
         plain = any(torch.equal(out[i], w) for w in windows)
         mirrored = any(torch.equal(out[i], w.flip(-1)) for w in windows)
         assert plain or mirrored
@@ -65,8 +67,13 @@ def test_malformed_dataset_is_refused(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=np.zeros((5, 28, 28), np.uint8))
     with pytest.raises(data.DataError, match="lacks the keys"):
         data.load("mnist", str(tmp_path))
-    np.savez(tmp_path / "cifar10.npz", x_train=np.zeros((5, 32, 32, 3), np.uint8), y_train=np.zeros(5, np.int64),
-             x_test=np.zeros((5, 32, 32, 3), np.uint8), y_test=np.zeros(5, np.int64))
+    np.savez(
+        tmp_path / "cifar10.npz",
+        x_train=np.zeros((5, 32, 32, 3), np.uint8),
+        y_train=np.zeros(5, np.int64),
+        x_test=np.zeros((5, 32, 32, 3), np.uint8),
+        y_test=np.zeros(5, np.int64),
+    )
     with pytest.raises(data.DataError, match="expected 50000 uint8 images"):
         data.load("cifar10", str(tmp_path))
 
@@ -84,16 +91,21 @@ def _cifar10_copy(tmp_path, **changes):
     return tmp_path / "cifar10.npz"
 
 
-@pytest.mark.parametrize("labels, message", [
-    ("nan", r"non-integer value\(s\) \(first: nan"),
-    ("fraction", r"non-integer value\(s\) \(first: 3\.7"),
-    ("negative", r"lie in -1\.\.9, outside 0\.\.9"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ("nan", r"non-integer value\(s\) \(first: nan"),
+        ("fraction", r"non-integer value\(s\) \(first: 3\.7"),
+        ("negative", r"lie in -1\.\.9, outside 0\.\.9"),
+    ],
+)
 def test_labels_must_be_integers_of_the_dataset(load_dataset, tmp_path, labels, message):
     y = load_dataset("cifar10").y_test.numpy()
-    bad = {"nan": np.where(np.arange(y.size) == 5, np.nan, y.astype(float)),
-           "fraction": np.where(np.arange(y.size) == 5, 3.7, y.astype(float)),
-           "negative": np.where(np.arange(y.size) == 5, -1, y)}[labels]
+    bad = {
+        "nan": np.where(np.arange(y.size) == 5, np.nan, y.astype(float)),
+        "fraction": np.where(np.arange(y.size) == 5, 3.7, y.astype(float)),
+        "negative": np.where(np.arange(y.size) == 5, -1, y),
+    }[labels]
     _cifar10_copy(tmp_path, y_test=bad)
     with pytest.raises(data.DataError, match=message):
         data.load("cifar10", data_dir=tmp_path)
@@ -117,7 +129,7 @@ def test_a_damaged_npz_is_a_data_error_naming_the_file(tmp_path, damage):
             raw = raw[: len(raw) // 2]
         else:
             middle = len(raw) // 2
-            raw = raw[:middle] + bytes(b ^ 0xFF for b in raw[middle:middle + 64]) + raw[middle + 64:]
+            raw = raw[:middle] + bytes(b ^ 0xFF for b in raw[middle : middle + 64]) + raw[middle + 64 :]
         path.write_bytes(raw)
     with pytest.raises(data.DataError, match=rf"{path}.*(not an \.npz archive|damaged|labels|images)"):
         data.load("mnist", data_dir=tmp_path)

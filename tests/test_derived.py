@@ -20,8 +20,13 @@ def test_a_result_is_kept_across_a_recertification_and_recomputed_for_new_arrays
             calls.append(profile.manifest["npz_sha256"])
             return np.arange(3.0) + len(calls)
 
-        return derived.load_or_compute(tmp_path / "r.npy", {"artifact": derived.artifact_key(profile)}, compute,
-                                       lambda value, tmp: np.save(open(tmp, "wb"), value), np.load)
+        return derived.load_or_compute(
+            tmp_path / "r.npy",
+            {"artifact": derived.artifact_key(profile)},
+            compute,
+            lambda value, tmp: np.save(open(tmp, "wb"), value),
+            np.load,
+        )
 
     first = get(_profile("a", "old code"))
     again = get(_profile("a", "recertified code"))  # same arrays, new training-code hash

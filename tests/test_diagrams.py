@@ -24,7 +24,9 @@ def test_rows_of_the_early_exit_vgg16bn_add_up_to_table_v():
         rows, out = diagrams.layer_rows(net.stages[k], h)
         totals += [sum(r.mflops for r in rows), sum(r.mflops for r in diagrams.layer_rows(net.exits[k], out)[0])]
         h = out
-    assert [round(t, 2) for t in (totals[0], totals[1], totals[2], totals[3])] == list(paper.A_TABLE5["cifar10", "vgg16bn"])
+    assert [round(t, 2) for t in (totals[0], totals[1], totals[2], totals[3])] == list(
+        paper.A_TABLE5["cifar10", "vgg16bn"]
+    )
 
 
 def test_the_exit_predictor_rows_show_its_blocks_shapes_and_cost():
@@ -60,8 +62,13 @@ def test_expectation_steps_add_up_to_the_search_engines_expectation():
 
 def test_a_real_mode_trace_is_drawn_with_its_result_and_its_plans():
     E = elastic.Event
-    events = [E("part", 0, 0.0, 0.001), E("branch", 0, 0.001, 0.0015, True, 0.4, 3), E("plan", 0, 0.0015, 0.0016),
-              E("part", 1, 0.0016, 0.003), E("branch", 1, 0.003, 0.0042, False, 0.9, 7)]
+    events = [
+        E("part", 0, 0.0, 0.001),
+        E("branch", 0, 0.001, 0.0015, True, 0.4, 3),
+        E("plan", 0, 0.0015, 0.0016),
+        E("part", 1, 0.0016, 0.003),
+        E("branch", 1, 0.003, 0.0042, False, 0.9, 7),
+    ]
     plans = [(0.0, np.array([True, True, True])), (0.0016, np.array([True, True, False]))]
     trace = elastic.Trace(events, plans, deadline=0.004, exit=0, pred=3)
     fig, (ax, grid) = plt.subplots(1, 2)

@@ -6,8 +6,12 @@ import torch
 from earlyexit.nets import einet_models as Z
 from earlyexit.nets.flops import module_flops, part_flops
 
-ZOO = {"b_alexnet": (Z.b_alexnet, 3), "flexvgg16": (Z.flexvgg16, 5), "vgg16_finegrained": (Z.vgg16_finegrained, 14),
-       "resnet50_finegrained": (Z.resnet50_finegrained, 6)}
+ZOO = {
+    "b_alexnet": (Z.b_alexnet, 3),
+    "flexvgg16": (Z.flexvgg16, 5),
+    "vgg16_finegrained": (Z.vgg16_finegrained, 14),
+    "resnet50_finegrained": (Z.resnet50_finegrained, 6),
+}
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -71,16 +71,18 @@ def test_dynamic_simulation_equals_brute_force(preemption):
         model.net[6].weight[:, :n] = torch.from_numpy(np.random.default_rng(0).uniform(0, 0.3, (n, n)))
         model.net[6].bias.fill_(0.3)
         model.prior.copy_(torch.from_numpy(conf.mean(0)))
-    got = E.simulate(tc, tb, conf, correct, E.Dynamic(model, "hybrid", m=5), preemption, runs=4, seed=9,
-                     progress=False)
+    got = E.simulate(tc, tb, conf, correct, E.Dynamic(model, "hybrid", m=5), preemption, runs=4, seed=9, progress=False)
     grid = preemption.cdf_grid(tc.sum() + tb.sum())
 
     def best(conf_full: np.ndarray, fixed: np.ndarray, first: int) -> np.ndarray:
         plan, top = fixed.copy(), -np.inf
         for bits in itertools.product([False, True], repeat=n - first):
             cand = np.concatenate([fixed[:first], bits[::-1]])  # enumeration order of search: low bit first
-            e = search.expectation(tc, tb, conf_full, cand) if grid is None else search.expectation_cdf(
-                tc, tb, conf_full, cand, grid)
+            e = (
+                search.expectation(tc, tb, conf_full, cand)
+                if grid is None
+                else search.expectation_cdf(tc, tb, conf_full, cand, grid)
+            )
             if e > top:
                 plan, top = cand, e
         return plan
@@ -121,20 +123,23 @@ def test_oracle_einet_is_never_below_every_branch_in_expectation(preemption):
         out_t, _, _ = E._dynamic_outputs(tc, tb, conf64, E.Dynamic(E.Oracle(), "exact"), preemption, 0, False)
         grid = preemption.cdf_grid(tc.sum() + tb.sum())
         for row, times in zip(conf64, out_t):
-            value = (lambda plan: search.expectation(tc, tb, row, plan) if grid is None
-                     else search.expectation_cdf(tc, tb, row, plan, grid))
+            value = lambda plan: (
+                search.expectation(tc, tb, row, plan)
+                if grid is None
+                else search.expectation_cdf(tc, tb, row, plan, grid)
+            )
             slack = 0.0 if grid is None else search.grid_dp_error_bound(tc, tb, row, grid)
             assert value(np.isfinite(times)) >= value(np.ones(n, bool)) - slack - 1e-12
-        oracle = E.simulate(tc, tb, conf, correct, E.Dynamic(E.Oracle(), "exact"), preemption, runs=2,
-                            progress=False)
+        oracle = E.simulate(tc, tb, conf, correct, E.Dynamic(E.Oracle(), "exact"), preemption, runs=2, progress=False)
         assert oracle.decisions > 0 and oracle.predict_s >= 0
 
 
 def test_oracle_plans_each_sample_on_its_own_scores():
     """The oracle's first plan is the exact optimum for the sample's true scores, not one plan for all."""
     tc, tb, conf, _ = cs_profile(50, 6, 4)
-    out_t, _, _ = E._dynamic_outputs(tc, tb, conf.astype(np.float64), E.Dynamic(E.Oracle(), "exact"),
-                                     E.Preemption(), 0, False)
+    out_t, _, _ = E._dynamic_outputs(
+        tc, tb, conf.astype(np.float64), E.Dynamic(E.Oracle(), "exact"), E.Preemption(), 0, False
+    )
     first = [search.exact_search(tc, tb, row.astype(np.float64))[0] for row in conf]
     k0 = np.array([np.argmax(plan) for plan in first])  # the first exit each plan runs
     assert np.all(np.isfinite(out_t[np.arange(len(conf)), k0]))
@@ -172,15 +177,21 @@ def test_suffix_problem_gives_the_conditional_expectation(gaussian):
     tc, tb, conf = rng.uniform(0.2, 2.0, n), rng.uniform(0.0, 1.5, n), rng.uniform(0, 1, n)
     total = tc.sum() + tb.sum()
     grid = search.cdf_grid_gaussian(total, 0.5 * total) if gaussian else None
-    value = (lambda p: search.expectation_cdf(tc, tb, conf, p, grid)) if gaussian else (
-        lambda p: search.expectation(tc, tb, conf, p))
+    value = (
+        (lambda p: search.expectation_cdf(tc, tb, conf, p, grid))
+        if gaussian
+        else (lambda p: search.expectation(tc, tb, conf, p))
+    )
     prefix = np.array([True, False, False, True])  # exit k=3 produced, exits 1 and 2 skipped
     t_now = tc[: k + 1].sum() + tb[: k + 1][prefix].sum()
     survive = 1.0 - (np.interp(t_now, np.linspace(0, total, grid.size), grid) if gaussian else t_now / total)
     stc, stb, sconf, sgrid = E.suffix_problem(tc, tb, conf, k, t_now, grid)
     assert stc.sum() + stb.sum() == pytest.approx(total - t_now) and stc[-1] == pytest.approx(tb[1] + tb[2])
-    suffix_value = (lambda s: search.expectation_cdf(stc, stb, sconf, s, sgrid, c0=conf[k])) if gaussian else (
-        lambda s: search.expectation(stc, stb, sconf, s, c0=conf[k]))
+    suffix_value = (
+        (lambda s: search.expectation_cdf(stc, stb, sconf, s, sgrid, c0=conf[k]))
+        if gaussian
+        else (lambda s: search.expectation(stc, stb, sconf, s, c0=conf[k]))
+    )
     stop = np.concatenate([prefix, np.zeros(n - k - 1, bool)])
     head = value(stop) - survive * suffix_value(np.zeros(n - k, bool))
     for bits in itertools.islice(itertools.product([False, True], repeat=n - k - 1), 0, None, 3):
@@ -191,8 +202,15 @@ def test_suffix_problem_gives_the_conditional_expectation(gaussian):
         assert suffix_value(np.append(bits, True)) <= suffix_value(np.append(bits, False)) + 1e-12
 
 
-@pytest.mark.parametrize("preemption", [E.Preemption.gaussian(0.5), E.Preemption.gaussian(1.0),
-                                        E.Preemption.gaussian(0.05, mu=0.95), E.Preemption.gaussian(2.0, unit=3.0)])
+@pytest.mark.parametrize(
+    "preemption",
+    [
+        E.Preemption.gaussian(0.5),
+        E.Preemption.gaussian(1.0),
+        E.Preemption.gaussian(0.05, mu=0.95),
+        E.Preemption.gaussian(2.0, unit=3.0),
+    ],
+)
 def test_gaussian_preemption_stays_in_range(preemption):
     t = preemption.sample(np.random.default_rng(0), 10.0, (50, 400))
     assert t.shape == (50, 400) and t.min() >= 0.0 and t.max() <= 10.0
@@ -293,11 +311,14 @@ def test_confidences_passed_as_correctness_are_refused():
         E.simulate(tc, tb, conf, conf, np.ones(4, bool), progress=False)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"runs": 0}, r"runs must lie in \[1"),
-    ({"samples": 0}, "has no samples"),
-    ({"nan_conf": True}, r"test_conf must hold confidences in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"runs": 0}, r"runs must lie in \[1"),
+        ({"samples": 0}, "has no samples"),
+        ({"nan_conf": True}, r"test_conf must hold confidences in \[0, 1\]"),
+    ],
+)
 def test_simulation_refuses_empty_or_invalid_inputs(change, message):
     tc, tb, conf, correct = cs_profile(20, 4, 0)
     if change.get("samples") == 0:

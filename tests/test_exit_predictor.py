@@ -64,9 +64,13 @@ def test_eq3_and_eq4_equal_a_per_sample_count(seed):
     rng = np.random.default_rng(seed)
     conf, scores = rng.uniform(size=(300, 4)), rng.uniform(size=(300, 3))
     lam, gamma = rng.uniform(0.3, 0.9, 3), rng.uniform(0.2, 0.8, 3)
-    for got, (exits, device, total) in ((EP.evaluate(conf, PARTS, lam), brute_force(conf, lam)),
-                                        (EP.evaluate(conf, PARTS, lam, gamma, scores, ep_flops=2.5),
-                                         brute_force(conf, lam, scores, gamma, ep_flops=2.5))):
+    for got, (exits, device, total) in (
+        (EP.evaluate(conf, PARTS, lam), brute_force(conf, lam)),
+        (
+            EP.evaluate(conf, PARTS, lam, gamma, scores, ep_flops=2.5),
+            brute_force(conf, lam, scores, gamma, ep_flops=2.5),
+        ),
+    ):
         np.testing.assert_array_equal(got.exit, exits)
         np.testing.assert_allclose(got.device_flops, device)
         np.testing.assert_allclose(got.total_flops, total)
@@ -125,8 +129,13 @@ def test_evaluator_equals_staged_inference_sample_by_sample(load_dataset, model_
     x = data.normalize(x_raw, "cifar10")
     for kwargs in ({}, {"gamma": 0.4, "scores": scores}):
         real = EP.staged_inference(model, x, lam, **kwargs)
-        sim = EP.evaluate(conf, part_flops(model), lam, kwargs.get("gamma"),
-                          None if "scores" not in kwargs else kwargs["scores"].numpy())
+        sim = EP.evaluate(
+            conf,
+            part_flops(model),
+            lam,
+            kwargs.get("gamma"),
+            None if "scores" not in kwargs else kwargs["scores"].numpy(),
+        )
         np.testing.assert_array_equal(real["exit"], sim.exit)
         np.testing.assert_array_equal(real["computed"], sim.computed)
         np.testing.assert_array_equal(real["pred"], probs.argmax(-1).numpy()[np.arange(48), sim.exit])
@@ -164,8 +173,9 @@ def test_scores_of_an_artifact_are_computed_once_for_its_rows(load_dataset, tmp_
     from earlyexit.paper_a import exit_predictor
 
     ds = load_dataset("cifar10")
-    run = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False,
-                                     train_per_class=3, test_per_class=2, precision="fp32")
+    run = training.train_and_profile(
+        "alexnet", "cifar10", "smoke", tmp_path, progress=False, train_per_class=3, test_per_class=2, precision="fp32"
+    )
     path = tmp_path / "derived" / "ep.npz"
     scores, losses = exit_predictor.fit_or_load_scores(run, ds, 0.5, path, epochs=1)
     assert scores.shape == (20, 2) and len(losses) == 1

@@ -109,7 +109,7 @@ PACKAGE = {
             def predict(self, t):
                 return t * self.factor * self.size * self.scale
         ''',
-    "scratchpkg/misc.py": '''
+    "scratchpkg/misc.py": """
         import json
 
         COUNTER = 0
@@ -134,7 +134,7 @@ PACKAGE = {
 
             bump()
             return [k for k in data if k in items] + found + [COUNTER] + list(map(lambda q: q + 1, items))
-        ''',
+        """,
 }
 
 ROOTS = {  # name -> (roots, opaque), each "module:qualname"
@@ -179,72 +179,170 @@ MOVE_MODULE = [
     ("write", "scratchpkg/other/__init__.py", ""),
     ("edit", "scratchpkg/b.py", "from .sub import c", "from .other import c"),
 ]
-RENAME_LOCALS = [("edit", "scratchpkg/misc.py", old, new) for old, new in [
-    ("[k for k in data if k in", "[key for key in data if key in"),
-    ("handle", "fh"), ("text", "raw"), ("data", "parsed"), ("as err:", "as exc:"), ("str(err)", "str(exc)"),
-    ("size", "n"), ("found", "acc")]]
+RENAME_LOCALS = [
+    ("edit", "scratchpkg/misc.py", old, new)
+    for old, new in [
+        ("[k for k in data if k in", "[key for key in data if key in"),
+        ("handle", "fh"),
+        ("text", "raw"),
+        ("data", "parsed"),
+        ("as err:", "as exc:"),
+        ("str(err)", "str(exc)"),
+        ("size", "n"),
+        ("found", "acc"),
+    ]
+]
 
 CASES = [  # id, edits (op, path, ...), root set, fingerprint stays the same
     ("docstring edited", [("edit", "scratchpkg/a.py", "Weighted loss.", "The weighted loss of xs.")], "loss", True),
-    ("docstring added", [("edit", "scratchpkg/b.py", "def helper(x):\n", 'def helper(x):\n    """Twice."""\n')],
-     "loss", True),
+    (
+        "docstring added",
+        [("edit", "scratchpkg/b.py", "def helper(x):\n", 'def helper(x):\n    """Twice."""\n')],
+        "loss",
+        True,
+    ),
     ("module docstring edited", [("edit", "scratchpkg/a.py", '"""Losses."""', '"""Loss functions."""')], "loss", True),
     ("comments", [("edit", "scratchpkg/a.py", "# accumulate", "# add up\n        # weighted terms")], "loss", True),
-    ("reformatted", [("edit", "scratchpkg/a.py", "total += WEIGHTS[i % 2] * helper(x) * scale",
-                      "total += (\n  WEIGHTS[ i%2 ]\n            * helper( x )*scale\n        )")], "loss", True),
-    ("string statement in a block", [("edit", "scratchpkg/a.py", "if total < 0:\n", "if total < 0:\n        'bad'\n")],
-     "loss", True),
-    ("locals renamed", [("edit", "scratchpkg/a.py", "total", "acc"),
-                        ("edit", "scratchpkg/a.py", "[v * v for v in xs]", "[w * w for w in xs]")], "loss", True),
+    (
+        "reformatted",
+        [
+            (
+                "edit",
+                "scratchpkg/a.py",
+                "total += WEIGHTS[i % 2] * helper(x) * scale",
+                "total += (\n  WEIGHTS[ i%2 ]\n            * helper( x )*scale\n        )",
+            )
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "string statement in a block",
+        [("edit", "scratchpkg/a.py", "if total < 0:\n", "if total < 0:\n        'bad'\n")],
+        "loss",
+        True,
+    ),
+    (
+        "locals renamed",
+        [
+            ("edit", "scratchpkg/a.py", "total", "acc"),
+            ("edit", "scratchpkg/a.py", "[v * v for v in xs]", "[w * w for w in xs]"),
+        ],
+        "loss",
+        True,
+    ),
     ("locals renamed: with, except, walrus, nonlocal, comprehension", RENAME_LOCALS, "tricky", True),
-    ("raise message edited", [("edit", "scratchpkg/a.py", 'f"negative loss {total}") from None', '"below zero")')],
-     "loss", True),
+    (
+        "raise message edited",
+        [("edit", "scratchpkg/a.py", 'f"negative loss {total}") from None', '"below zero")')],
+        "loss",
+        True,
+    ),
     ("assert message edited", [("edit", "scratchpkg/a.py", '"no inputs"', '"xs is empty"')], "loss", True),
     ("helper moved to another module", MOVE_HELPER, "loss", True),
     ("module moved to another subpackage", MOVE_MODULE, "loss", True),
-    ("constant moved to another module", [
-        ("edit", "scratchpkg/a.py", "WEIGHTS = (0.3, 0.7)\n", ""),
-        ("edit", "scratchpkg/a.py", "from .b import helper", "from .b import WEIGHTS, helper"),
-        ("edit", "scratchpkg/b.py", '"""Helpers."""\n', '"""Helpers."""\nWEIGHTS = 0.3, 0.7\n')], "loss", True),
-    ("base class moved to another module", [
-        ("edit", "scratchpkg/sub/c.py", "class Base:\n    scale = 1.0\n", ""),
-        ("edit", "scratchpkg/sub/c.py", "OFFSET = 10\n", "from ..b import Base\n\nOFFSET = 10\n"),
-        ("edit", "scratchpkg/b.py", '"""Helpers."""\n', '"""Helpers."""\n\n\nclass Base:\n    scale = 1.0\n')],
-     "loss", True),
-    ("mod.func written as func", [("edit", "scratchpkg/a.py", "b.finish(total)", "finish(total)"),
-                                  ("edit", "scratchpkg/a.py", "import helper", "import finish, helper")], "loss", True),
-    ("import alias", [("edit", "scratchpkg/a.py", "import helper", "import helper as h"),
-                      ("edit", "scratchpkg/a.py", "helper(x)", "h(x)")], "loss", True),
-    ("import alias inside a function", [("edit", "scratchpkg/b.py", "import c\n", "import c as cc\n"),
-                                        ("edit", "scratchpkg/b.py", "c.", "cc.")], "loss", True),
+    (
+        "constant moved to another module",
+        [
+            ("edit", "scratchpkg/a.py", "WEIGHTS = (0.3, 0.7)\n", ""),
+            ("edit", "scratchpkg/a.py", "from .b import helper", "from .b import WEIGHTS, helper"),
+            ("edit", "scratchpkg/b.py", '"""Helpers."""\n', '"""Helpers."""\nWEIGHTS = 0.3, 0.7\n'),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "base class moved to another module",
+        [
+            ("edit", "scratchpkg/sub/c.py", "class Base:\n    scale = 1.0\n", ""),
+            ("edit", "scratchpkg/sub/c.py", "OFFSET = 10\n", "from ..b import Base\n\nOFFSET = 10\n"),
+            ("edit", "scratchpkg/b.py", '"""Helpers."""\n', '"""Helpers."""\n\n\nclass Base:\n    scale = 1.0\n'),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "mod.func written as func",
+        [
+            ("edit", "scratchpkg/a.py", "b.finish(total)", "finish(total)"),
+            ("edit", "scratchpkg/a.py", "import helper", "import finish, helper"),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "import alias",
+        [
+            ("edit", "scratchpkg/a.py", "import helper", "import helper as h"),
+            ("edit", "scratchpkg/a.py", "helper(x)", "h(x)"),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "import alias inside a function",
+        [("edit", "scratchpkg/b.py", "import c\n", "import c as cc\n"), ("edit", "scratchpkg/b.py", "c.", "cc.")],
+        "loss",
+        True,
+    ),
     ("unreached function changed", [("edit", "scratchpkg/a.py", "return x + 1", "return x + 2")], "loss", True),
     ("unreached constant changed", [("edit", "scratchpkg/a.py", "UNUSED = 5", "UNUSED = 6")], "loss", True),
-    ("bookkeeping body changed", [("edit", "scratchpkg/a.py", 'print("loss", value)', 'print("the loss", value)')],
-     "loss", True),
+    (
+        "bookkeeping body changed",
+        [("edit", "scratchpkg/a.py", 'print("loss", value)', 'print("the loss", value)')],
+        "loss",
+        True,
+    ),
     ("logic changed", [("edit", "scratchpkg/a.py", "if total < 0:", "if total <= 0:")], "loss", False),
     ("constant used changed", [("edit", "scratchpkg/a.py", "(0.3, 0.7)", "(0.4, 0.6)")], "loss", False),
     ("default argument changed", [("edit", "scratchpkg/a.py", "scale=2.0", "scale=3.0")], "loss", False),
     ("helper changed", [("edit", "scratchpkg/b.py", "return x * 2", "return x * 3")], "loss", False),
-    ("decorator added", [("edit", "scratchpkg/b.py", "def helper(x):", "@functools.lru_cache\ndef helper(x):"),
-                         ("edit", "scratchpkg/b.py", '"""Helpers."""', '"""Helpers."""\nimport functools')],
-     "loss", False),
+    (
+        "decorator added",
+        [
+            ("edit", "scratchpkg/b.py", "def helper(x):", "@functools.lru_cache\ndef helper(x):"),
+            ("edit", "scratchpkg/b.py", '"""Helpers."""', '"""Helpers."""\nimport functools'),
+        ],
+        "loss",
+        False,
+    ),
     ("constant two hops away changed", [("edit", "scratchpkg/sub/c.py", "OFFSET = 10", "OFFSET = 11")], "loss", False),
-    ("None constant two hops away changed", [("edit", "scratchpkg/sub/c.py", "LIMIT = None", "LIMIT = 3")],
-     "loss", False),
+    (
+        "None constant two hops away changed",
+        [("edit", "scratchpkg/sub/c.py", "LIMIT = None", "LIMIT = 3")],
+        "loss",
+        False,
+    ),
     ("literal two hops away changed", [("edit", "scratchpkg/sub/c.py", "t * 1.5", "t * 1.25")], "loss", False),
-    ("method changed", [("edit", "scratchpkg/sub/c.py", "self.factor * self.size", "self.factor + self.size")],
-     "loss", False),
+    (
+        "method changed",
+        [("edit", "scratchpkg/sub/c.py", "self.factor * self.size", "self.factor + self.size")],
+        "loss",
+        False,
+    ),
     ("dataclass field default changed", [("edit", "scratchpkg/sub/c.py", "= 0.5", "= 0.25")], "loss", False),
     ("base class attribute changed", [("edit", "scratchpkg/sub/c.py", "scale = 1.0", "scale = 2.0")], "loss", False),
     ("parameter renamed", [("edit", "scratchpkg/misc.py", "items", "elements")], "tricky", False),
     ("global changed", [("edit", "scratchpkg/misc.py", "COUNTER = 0", "COUNTER = 1")], "tricky", False),
     ("dispatch target changed", [("edit", "scratchpkg/b.py", "return 3 * x", "return 4 * x")], "run", False),
-    ("opaque dispatch: other target changed", [("edit", "scratchpkg/b.py", "return 3 * x", "return 4 * x")],
-     "run, dispatch opaque", True),
-    ("opaque dispatch: its body changed", [("edit", "scratchpkg/b.py", "ROUTES[name](x)", "ROUTES.get(name)(x)")],
-     "run, dispatch opaque", True),
-    ("opaque dispatch: root target changed", [("edit", "scratchpkg/b.py", "return 2 * x", "return 5 * x")],
-     "run, dispatch opaque", False),
+    (
+        "opaque dispatch: other target changed",
+        [("edit", "scratchpkg/b.py", "return 3 * x", "return 4 * x")],
+        "run, dispatch opaque",
+        True,
+    ),
+    (
+        "opaque dispatch: its body changed",
+        [("edit", "scratchpkg/b.py", "ROUTES[name](x)", "ROUTES.get(name)(x)")],
+        "run, dispatch opaque",
+        True,
+    ),
+    (
+        "opaque dispatch: root target changed",
+        [("edit", "scratchpkg/b.py", "return 2 * x", "return 5 * x")],
+        "run, dispatch opaque",
+        False,
+    ),
     ("module root: docstring", [("edit", "scratchpkg/sub/c.py", "Deep code.", "Deeper code.")], "module c", True),
     ("module root: function changed", [("edit", "scratchpkg/sub/c.py", "t * 1.5", "t * 2.5")], "module c", False),
 ]
@@ -284,8 +382,14 @@ def _apply(root: Path, edits: list[tuple[str, ...]]) -> None:
 def _fingerprints(root: Path, names: list[str]) -> dict[str, dict]:
     request = json.dumps({name: ROOTS[name] for name in names})
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(MODULE_PATH), request],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(MODULE_PATH), request],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -338,7 +442,10 @@ def test_explain_difference_names_the_changed_entry(tmp_path: Path, baseline: di
     edited = _fingerprints(tmp_path, ["loss"])["loss"]
     assert fingerprint.explain_difference(baseline["loss"]["closure"], edited["closure"]) == ["changed OFFSET"]
     assert fingerprint.explain_difference({"a": "1", "b": "2"}, {"b": "3", "c": "4"}) == [
-        "removed a", "changed b", "added c"]
+        "removed a",
+        "changed b",
+        "added c",
+    ]
 
 
 def test_fingerprint_is_a_versioned_hash_of_the_sorted_sources(baseline: dict[str, dict]) -> None:

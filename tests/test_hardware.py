@@ -32,10 +32,16 @@ CPU part\t: 0xd4f
 """
 
 
-@pytest.mark.parametrize("text, model, native, auto", [
-    (XEON, "Intel(R) Xeon(R) Platinum 8488C", True, "bf16"), (ZEN4, "AMD EPYC 9R14", True, "bf16"),
-    (XEON_WITHOUT_AMX, "Intel(R) Xeon(R) Processor", True, "fp32"), (EPYC, "AMD EPYC", False, "fp32"),
-    (GRAVITON, "0xd4f", True, "bf16")])
+@pytest.mark.parametrize(
+    "text, model, native, auto",
+    [
+        (XEON, "Intel(R) Xeon(R) Platinum 8488C", True, "bf16"),
+        (ZEN4, "AMD EPYC 9R14", True, "bf16"),
+        (XEON_WITHOUT_AMX, "Intel(R) Xeon(R) Processor", True, "fp32"),
+        (EPYC, "AMD EPYC", False, "fp32"),
+        (GRAVITON, "0xd4f", True, "bf16"),
+    ],
+)
 def test_cpu_description_decides_the_automatic_precision(tmp_path, text, model, native, auto):
     path = tmp_path / "cpuinfo"
     path.write_text(text)

@@ -22,9 +22,13 @@ def test_mean_latency_is_eq_11_by_hand():
 
 
 def test_solve_finds_the_known_optimum_of_a_constructed_case():
-    cands = latency.Candidates(lam=np.zeros((3, 1)), gamma=np.zeros((3, 1)),
-                               accuracy=np.array([0.9, 0.8, 0.7]), device_flops=np.array([36.2e6, 36.2e6, 3.62e6]),
-                               offload_share=np.array([1.0, 0.1, 0.0]))
+    cands = latency.Candidates(
+        lam=np.zeros((3, 1)),
+        gamma=np.zeros((3, 1)),
+        accuracy=np.array([0.9, 0.8, 0.7]),
+        device_flops=np.array([36.2e6, 36.2e6, 3.62e6]),
+        offload_share=np.array([1.0, 0.1, 0.0]),
+    )
     # latency (ms) at 1 Mbit/s with 10,000 bits: 10 + 10 = 20, 10 + 1 = 11, 1; at 0.1 Mbit/s: 110, 20, 1.
     choice = latency.solve(cands, [1e6, 1e5, 1e3], bits=10_000, r_comp=3.62e9, tau=0.015)
     assert choice.index.tolist() == [1, 2, 2]
@@ -45,7 +49,9 @@ def test_candidates_agree_with_the_evaluator_and_the_solver_with_enumeration():
         assert cands.accuracy[k] == pytest.approx(direct.summary(correct)["accuracy"])
         assert cands.device_flops[k] == pytest.approx(direct.device_flops.mean())
         assert cands.offload_share[k] == pytest.approx(direct.summary(correct)["exit_share"][-1])
-    sent = latency.candidates(conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, 100_000, offload_flops=7e5, chunk=5)
+    sent = latency.candidates(
+        conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, 100_000, offload_flops=7e5, chunk=5
+    )
     assert np.allclose(sent.device_flops, cands.device_flops + 7e5 * cands.offload_share)
     plain = latency.candidates(conf, correct, parts, [0.3, 0.9])
     ideal = latency.candidates(conf, correct, parts, [0.3, 0.9], oracle=True)
@@ -57,14 +63,17 @@ def test_candidates_agree_with_the_evaluator_and_the_solver_with_enumeration():
     for b in range(3):  # the most accurate of the candidates within tau, found by enumeration
         ok = np.flatnonzero(lat[:, b] <= 0.004)
         assert choice.feasible[b] == (ok.size > 0)
-        assert cands.accuracy[choice.index[b]] == (cands.accuracy[ok].max() if ok.size else cands.accuracy[lat[:, b].argmin()])
+        assert cands.accuracy[choice.index[b]] == (
+            cands.accuracy[ok].max() if ok.size else cands.accuracy[lat[:, b].argmin()]
+        )
     assert choice.feasible.sum() >= 2
 
 
 def test_regressors_reproduce_their_training_optima():
     bandwidths = np.array([0.1, 0.3, 0.5, 0.7, 1.0])
-    targets = np.array([[0.5, 0.6, 0.1, 0.2], [0.6, 0.7, 0.1, 0.2], [0.7, 0.8, 0.2, 0.2],
-                        [0.8, 0.9, 0.2, 0.3], [0.9, 0.95, 0.3, 0.3]])
+    targets = np.array(
+        [[0.5, 0.6, 0.1, 0.2], [0.6, 0.7, 0.1, 0.2], [0.7, 0.8, 0.2, 0.2], [0.8, 0.9, 0.2, 0.3], [0.9, 0.95, 0.3, 0.3]]
+    )
     model = latency.fit_regressor(bandwidths, targets, (0.1, 1.0))
     with torch.no_grad():
         fitted = model(torch.tensor(bandwidths)).numpy()
@@ -82,7 +91,9 @@ def test_measured_part_times_add_up_to_a_whole_on_device_pass():
     model = build_model("alexnet", "cifar10")
     threads = torch.get_num_threads()
     channels = compression.partition_channels(model, (3, 32, 32))
-    times = latency.time_parts(model, compression.encoder(channels), build_exit_predictor("ours", 2), (3, 32, 32), repeats=15)
+    times = latency.time_parts(
+        model, compression.encoder(channels), build_exit_predictor("ours", 2), (3, 32, 32), repeats=15
+    )
     assert times["stage"].shape == (2,) and (times["stage"] > 0).all() and times["ep"] > 0
     parts = times["stage"].sum() + times["exit"].sum() + times["encoder"]
     assert 0.5 < parts / times["whole_pass"] < 2.0  # generous: a loaded 2-core machine is noisy

@@ -8,7 +8,8 @@ from earlyexit.nets import flops
 from earlyexit.nets.models import BUILDERS, PAPER_A, PAPER_B, build_model
 
 CASES = [(m, d) for m in PAPER_A for d in ("cifar10", "cifar100")] + [
-    (m, d) for m in PAPER_B for d in ("cifar10", "cifar100", "mnist")]
+    (m, d) for m in PAPER_B for d in ("cifar10", "cifar100", "mnist")
+]
 
 
 @pytest.mark.parametrize("name,dataset", CASES)

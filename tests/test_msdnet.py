@@ -53,7 +53,7 @@ def test_built_network_follows_the_scale_schedule(name):
         with torch.no_grad():
             h = net.stage(n, h)
         # the finest scales go first; the coarsest (8x8), where the exit reads, is always kept
-        assert [t.shape[-1] for t in h] == [32, 16, 8][3 - block[-1]:]
+        assert [t.shape[-1] for t in h] == [32, 16, 8][3 - block[-1] :]
     assert sum(isinstance(m, PerScale) for m in net.modules()) == 2
 
 

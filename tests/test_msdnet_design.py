@@ -21,7 +21,10 @@ def test_variant_names_round_trip_and_bad_ones_are_refused():
 
 
 def test_the_grid_holds_paper_bs_two_msdnets():
-    for variant, reference in ((Variant(21, 2, 4, 16), msdnet.msdnet21(100)), (Variant(40, 1, 4, 16), msdnet.msdnet40(100))):
+    for variant, reference in (
+        (Variant(21, 2, 4, 16), msdnet.msdnet21(100)),
+        (Variant(40, 1, 4, 16), msdnet.msdnet40(100)),
+    ):
         assert variant in msdnet_design.GRID
         ours = msdnet_design.build(variant, "cifar100")
         assert [p.shape for p in ours.parameters()] == [p.shape for p in reference.parameters()]
@@ -64,7 +67,9 @@ def test_design_jobs_come_from_the_matrix_and_bad_entries_are_refused(tmp_path):
     head = '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\n[[stages]]\nid = "design"\nkind = "design"\nnotebook = "b.ipynb"\n'
     toml.write_text(head + 'matrix.cpu = [["b21-s2-base4-c16", "cifar10"]]\n')
     assert pipeline.entries("design", "cpu", toml) == [{"variant": Variant(21, 2, 4, 16).name, "dataset": "cifar10"}]
-    job = pipeline.Job("design", "design", tmp_path / "05_x.ipynb", {"variant": "b21-s2-base4-c16", "dataset": "cifar10"})
+    job = pipeline.Job(
+        "design", "design", tmp_path / "05_x.ipynb", {"variant": "b21-s2-base4-c16", "dataset": "cifar10"}
+    )
     assert job.name == "05_x-b21-s2-base4-c16-cifar10"
     toml.write_text(head + 'matrix.cpu = [["msdnet21", "cifar10"]]\n')
     with pytest.raises(SystemExit, match="an MSDNet design is named like"):

@@ -15,15 +15,21 @@ def test_cpu_figure_jobs_run_notebooks_with_their_defaults():
     jobs = pipeline.jobs("cpu")
     assert [j.kind for j in jobs][0] == "train"
     assert all(pipeline.injected(j.notebook, j.params) == {} for j in jobs if j.kind == "figure")
-    train = {(j.params["model"], j.params["dataset"]): pipeline.injected(j.notebook, j.params) for j in jobs if j.kind == "train"}
+    train = {
+        (j.params["model"], j.params["dataset"]): pipeline.injected(j.notebook, j.params)
+        for j in jobs
+        if j.kind == "train"
+    }
     assert train[("resnet44", "cifar100")] == {}  # the training notebook's own defaults, executed in place
     assert ("resnet44", "cifar100") in pipeline.matrix("cpu")
 
 
 def test_recipe_overrides_come_from_the_matrix_entry(tmp_path):
     toml = tmp_path / "pipeline.toml"
-    toml.write_text('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "n.ipynb"\n'
-                    'matrix.cpu = [["resnet44", "cifar10"], ["msdnet40", "cifar100", {epochs = 1, lr = 0.1}]]\n')
+    toml.write_text(
+        '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "n.ipynb"\n'
+        'matrix.cpu = [["resnet44", "cifar10"], ["msdnet40", "cifar100", {epochs = 1, lr = 0.1}]]\n'
+    )
     assert pipeline.matrix("cpu", toml) == [("resnet44", "cifar10"), ("msdnet40", "cifar100")]
     assert pipeline.overrides("cpu", "msdnet40", "cifar100", toml) == {"epochs": 1, "lr": 0.1}
     assert pipeline.overrides("cpu", "resnet44", "cifar10", toml) == {}
@@ -33,8 +39,13 @@ def test_artifacts_are_checked_against_the_recipe_with_its_overrides(tmp_path, m
     monkeypatch.setattr(pipeline, "overrides", lambda profile, model, dataset: {"epochs": 7})
     params = training.stage_params("resnet44", "cifar10", "cpu", epochs=7)
     arrays = {"test_correct": np.ones((2, 3), bool)}
-    artifacts.write(artifacts.run_dir(tmp_path, "cpu", "resnet44", "cifar10"), arrays, params=params,
-                            data_sha256="abc", wall_time_s=1.0)
+    artifacts.write(
+        artifacts.run_dir(tmp_path, "cpu", "resnet44", "cifar10"),
+        arrays,
+        params=params,
+        data_sha256="abc",
+        wall_time_s=1.0,
+    )
     assert pipeline.load_artifact("cpu", "resnet44", "cifar10", tmp_path).manifest["params"]["epochs"] == 7
     with pytest.raises(artifacts.StaleArtifactError, match="parameter 'epochs' is 7, wanted 25"):
         training.load_artifact(tmp_path, "cpu", "resnet44", "cifar10")
@@ -46,8 +57,17 @@ def test_artifacts_are_checked_against_the_recipe_with_its_overrides(tmp_path, m
 def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     jobs = pipeline.jobs("smoke")
     trained = {j.params["model"] for j in jobs if j.kind == "train"}
-    assert trained == {"alexnet", "vgg16bn", "vgg16bn_light", "resnet44", "resnet44_3exit", "msdnet40", "b_alexnet",
-                       "flexvgg16", "vgg16_finegrained"}
+    assert trained == {
+        "alexnet",
+        "vgg16bn",
+        "vgg16bn_light",
+        "resnet44",
+        "resnet44_3exit",
+        "msdnet40",
+        "b_alexnet",
+        "flexvgg16",
+        "vgg16_finegrained",
+    }
     figures = [j for j in jobs if j.kind == "figure"]
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
     real_mode = "B-fig1-fig2-real-mode"  # reads shipped weights, which smoke does not keep
@@ -82,24 +102,36 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
     path.parent.mkdir()
     nbformat.write(nb, path)
     job = pipeline.Job("broken", "figure", path, {"x": 5})
-    with pytest.raises(SystemExit, match=r"stage 'broken' failed: notebook notebooks/99_broken.ipynb .*cell \d+: ValueError: boom"):
+    with pytest.raises(
+        SystemExit, match=r"stage 'broken' failed: notebook notebooks/99_broken.ipynb .*cell \d+: ValueError: boom"
+    ):
         pipeline.execute(job, "smoke")
     assert (tmp_path / "runs" / "smoke" / "99_broken.ipynb").exists()
 
 
-@pytest.mark.parametrize("argv", [["--profile", "gpu", "--list"], ["--profile", "gpu", "--notebooks"],
-                                  ["--profile", "gpu", "--figures-only"], ["--profile", "gpu", "--durations"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--profile", "gpu", "--list"],
+        ["--profile", "gpu", "--notebooks"],
+        ["--profile", "gpu", "--figures-only"],
+        ["--profile", "gpu", "--durations"],
+    ],
+)
 def test_every_subcommand_refuses_an_unknown_profile(argv):
     with pytest.raises(SystemExit, match="unknown profile 'gpu'; choose one of paper, cpu, smoke"):
         pipeline.main(argv)
 
 
-@pytest.mark.parametrize("entry, message", [
-    ('["resnet44", "cifar10", {epochs = "3"}]', r"matrix.cpu entry .*'epochs' must be an integer"),
-    ('["resnet44", "cifar10", {epoch = 3}]', r"matrix.cpu entry .*unknown training parameter"),
-    ('["resnet44"]', r"matrix.cpu entry \['resnet44'\]: an entry is \[model, dataset\]"),
-    ('["resnet45", "cifar10"]', r"matrix.cpu entry .*unknown model or dataset"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ('["resnet44", "cifar10", {epochs = "3"}]', r"matrix.cpu entry .*'epochs' must be an integer"),
+        ('["resnet44", "cifar10", {epoch = 3}]', r"matrix.cpu entry .*unknown training parameter"),
+        ('["resnet44"]', r"matrix.cpu entry \['resnet44'\]: an entry is \[model, dataset\]"),
+        ('["resnet45", "cifar10"]', r"matrix.cpu entry .*unknown model or dataset"),
+    ],
+)
 def test_a_bad_matrix_entry_names_pipeline_toml_and_the_entry(tmp_path, entry, message):
     toml = tmp_path / "pipeline.toml"
     toml.write_text(f'[[stages]]\nid = "train"\nkind = "train"\nnotebook = "n.ipynb"\nmatrix.cpu = [{entry}]\n')
@@ -124,8 +156,13 @@ def _figure_job(tmp_path, monkeypatch):
     nbformat.write(nb, path)
     (tmp_path / "lib").mkdir()
     directory = artifacts.run_dir(tmp_path / "artifacts", "smoke", "resnet44", "cifar10")
-    artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params={"model": "resnet44"},
-                            data_sha256="abc", wall_time_s=1.0)
+    artifacts.write(
+        directory,
+        {"test_correct": np.ones((2, 3), bool)},
+        params={"model": "resnet44"},
+        data_sha256="abc",
+        wall_time_s=1.0,
+    )
     job = pipeline.Job("fig", "figure", path, {})
     pipeline._write_stamp(job, "smoke")
     return job, path, directory
@@ -166,8 +203,16 @@ def test_markdown_comments_and_library_imports_leave_a_figure_current(tmp_path, 
 
 def test_a_figure_depends_on_the_library_code_it_calls(tmp_path):
     path = tmp_path / "nb.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from earlyexit.core import paper as P\nfrom earlyexit.paper_b.search import total_time\nP.B_MODEL_NAMES")]), path)
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell(
+                    "from earlyexit.core import paper as P\nfrom earlyexit.paper_b.search import total_time\nP.B_MODEL_NAMES"
+                )
+            ]
+        ),
+        path,
+    )
     from earlyexit.core import paper
     from earlyexit.paper_b import search
 
@@ -208,8 +253,14 @@ def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
 def test_ledger_lists_every_job_of_the_profile_with_its_record():
     ledger = pipeline.ledger_table("cpu").splitlines()
     compressed = pipeline.entries("compress", "cpu")
-    assert len(ledger) == (2 + len(pipeline.matrix("cpu")) + len(pipeline.pruned("cpu")) + len(compressed)
-                           + len(pipeline.single_exits("cpu")) + len(pipeline.designs("cpu")))
+    assert len(ledger) == (
+        2
+        + len(pipeline.matrix("cpu"))
+        + len(pipeline.pruned("cpu"))
+        + len(compressed)
+        + len(pipeline.single_exits("cpu"))
+        + len(pipeline.designs("cpu"))
+    )
     assert sum("single exit pruned" in line for line in ledger) == len(pipeline.single_exits("cpu"))
     assert sum("MSDNet design" in line for line in ledger) == len(pipeline.designs("cpu"))
     assert sum("pruned, fine-tuned" in line for line in ledger) == len(pipeline.pruned("cpu"))
@@ -219,14 +270,17 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert "| bf16 |" in row and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row and "| 72.21 |" in row
 
 
-@pytest.mark.parametrize("machine, precision, label", [
-    ({"cpu": "X", "native_bf16": True, "precision": "bf16"}, "auto", "X (native bf16)"),
-    ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "auto", "X (native bf16, not faster than fp32 here)"),
-    ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "fp32", "X (native bf16)"),
-    ({"cpu": "X", "native_bf16": False, "precision": "fp32"}, "auto", "X"),
-    ({"cpu": "X", "precision": "bf16"}, "auto", "X (native bf16)"),
-    ({}, "auto", "not recorded"),
-])
+@pytest.mark.parametrize(
+    "machine, precision, label",
+    [
+        ({"cpu": "X", "native_bf16": True, "precision": "bf16"}, "auto", "X (native bf16)"),
+        ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "auto", "X (native bf16, not faster than fp32 here)"),
+        ({"cpu": "X", "native_bf16": True, "precision": "fp32"}, "fp32", "X (native bf16)"),
+        ({"cpu": "X", "native_bf16": False, "precision": "fp32"}, "auto", "X"),
+        ({"cpu": "X", "precision": "bf16"}, "auto", "X (native bf16)"),
+        ({}, "auto", "not recorded"),
+    ],
+)
 def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine, precision, label):
     assert pipeline._cpu_label({"machine": machine, "params": {"precision": precision}}) == label
     assert pipeline._cpu_label({"machine": machine, "params": {"finetune": {"precision": precision}}}) == label
@@ -234,13 +288,19 @@ def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine
 
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
-    base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["alexnet", "cifar10"]]\n'
-            '[[stages]]\nid = "prune"\nkind = "prune"\nnotebook = "b.ipynb"\nmatrix.smoke = [{}]\n')
+    base = (
+        '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["alexnet", "cifar10"]]\n'
+        '[[stages]]\nid = "prune"\nkind = "prune"\nnotebook = "b.ipynb"\nmatrix.smoke = [{}]\n'
+    )
     toml.write_text(base.format('["alexnet", "cifar10", 0.25]'))
-    assert pipeline.entries("prune", "smoke", toml) == [{"model": "alexnet", "dataset": "cifar10", "ratio": 0.25,
-                                                         "overrides": {}}]
-    for bad, message in (('["resnet44", "cifar10", 0.1]', "training job of the same profile"),
-                         ('["alexnet", "cifar10", 1.5]', "pruning ratio must be"), ('["alexnet", "cifar10"]', "ratio")):
+    assert pipeline.entries("prune", "smoke", toml) == [
+        {"model": "alexnet", "dataset": "cifar10", "ratio": 0.25, "overrides": {}}
+    ]
+    for bad, message in (
+        ('["resnet44", "cifar10", 0.1]', "training job of the same profile"),
+        ('["alexnet", "cifar10", 1.5]', "pruning ratio must be"),
+        ('["alexnet", "cifar10"]', "ratio"),
+    ):
         toml.write_text(base.format(bad))
         with pytest.raises(SystemExit, match=message):
             pipeline.entries("prune", "smoke", toml)
@@ -252,17 +312,25 @@ def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_pa
 
 def test_compress_jobs_name_a_training_job(tmp_path):
     toml = tmp_path / "pipeline.toml"
-    base = ('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["vgg16bn", "cifar100"]]\n'
-            '[[stages]]\nid = "compress"\nkind = "compress"\nnotebook = "c.ipynb"\nmatrix.smoke = [{}]\n')
+    base = (
+        '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\nmatrix.smoke = [["vgg16bn", "cifar100"]]\n'
+        '[[stages]]\nid = "compress"\nkind = "compress"\nnotebook = "c.ipynb"\nmatrix.smoke = [{}]\n'
+    )
     toml.write_text(base.format('["vgg16bn", "cifar100"]'))
     assert pipeline.entries("compress", "smoke", toml) == [{"model": "vgg16bn", "dataset": "cifar100", "overrides": {}}]
-    for bad, message in (('["vgg16bn", "cifar10"]', r"\[model, dataset\] must be a training job"),
-                         ('["vgg16bn", "cifar100", 0.5]', r"an entry is \[model, dataset\]")):
+    for bad, message in (
+        ('["vgg16bn", "cifar10"]', r"\[model, dataset\] must be a training job"),
+        ('["vgg16bn", "cifar100", 0.5]', r"an entry is \[model, dataset\]"),
+    ):
         toml.write_text(base.format(bad))
         with pytest.raises(SystemExit, match=message):
             pipeline.entries("compress", "smoke", toml)
-    assert pipeline.Job("compress", "compress", Path("03_compress_features.ipynb"),
-                        {"model": "vgg16bn", "dataset": "cifar100"}).name == "03_compress_features-vgg16bn-cifar100-compressed"
+    assert (
+        pipeline.Job(
+            "compress", "compress", Path("03_compress_features.ipynb"), {"model": "vgg16bn", "dataset": "cifar100"}
+        ).name
+        == "03_compress_features-vgg16bn-cifar100-compressed"
+    )
 
 
 def test_paper_b_comparison_covers_the_trained_models_of_paper_bs_recipe():

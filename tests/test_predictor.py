@@ -112,7 +112,11 @@ def test_measure_activation_cache_reports_table3_fields():
     assert out["cache_nbytes"] == 1036 and out["predictions"] == 10 and out["hidden"] == (256, 128)
     assert out["cached_s"] > 0 and out["uncached_s"] > 0
     low, high = out["reduced_ci"]
-    assert low <= out["reduced_pct"] <= high and out["verdict"] in ("cache saves time", "cache costs time", "within noise")
+    assert low <= out["reduced_pct"] <= high and out["verdict"] in (
+        "cache saves time",
+        "cache costs time",
+        "within noise",
+    )
 
 
 def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path, monkeypatch):
@@ -121,6 +125,7 @@ def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path
     trained, losses = P.fit_or_load(conf, path, epochs=1, seed=3, progress=False)
     calls = []
     real = P.train_predictor
+
     @functools.wraps(real)  # a spy that fingerprints as the function it wraps
     def spy(*a, **k):
         calls.append(k)

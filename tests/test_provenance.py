@@ -32,9 +32,23 @@ def _scratch(tmp_path: Path, edits: list[tuple[str, str, str]]) -> Path:
 def _list(root: Path) -> dict[str, str]:
     """``pipeline --list`` of the cpu profile run on the code in ``root``: job name -> state."""
     env = {**os.environ, "PYTHONPATH": str(root / "lib")}
-    run = subprocess.run([sys.executable, "-m", "earlyexit.pipeline", "--profile", "cpu", "--list", "--stages",
-                          "train,prune,compress,single-exit,design"], cwd=root, env=env, capture_output=True,
-                         text=True, check=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "earlyexit.pipeline",
+            "--profile",
+            "cpu",
+            "--list",
+            "--stages",
+            "train,prune,compress,single-exit,design",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {line.split()[1]: line.split(None, 2)[2] for line in run.stdout.splitlines()}
 
 
@@ -46,32 +60,62 @@ def shipped(tmp_path_factory) -> dict[str, str]:
 
 
 def test_docstrings_comments_formatting_locals_and_moves_leave_every_artifact_current(tmp_path, shipped):
-    root = _scratch(tmp_path, [
-        ("engine/training.py", '"""One training loop', '"""(Reworded.) One training loop'),
-        ("engine/training.py", "    progress = min(epoch / cfg.anneal_epochs, 1.0)",
-         "    # how far the annealing is\n    fraction = min(epoch / cfg.anneal_epochs,\n                   1.0)"),
-        ("engine/training.py", "(1.0 + math.cos(math.pi * progress))", "(1.0 + math.cos(math.pi * fraction))"),
-        ("engine/training.py", 'raise ValueError(f"training parameter \'lr\' must be positive',
-         'raise ValueError(f"(reworded) training parameter \'lr\' must be positive'),
-    ])
+    root = _scratch(
+        tmp_path,
+        [
+            ("engine/training.py", '"""One training loop', '"""(Reworded.) One training loop'),
+            (
+                "engine/training.py",
+                "    progress = min(epoch / cfg.anneal_epochs, 1.0)",
+                "    # how far the annealing is\n    fraction = min(epoch / cfg.anneal_epochs,\n                   1.0)",
+            ),
+            ("engine/training.py", "(1.0 + math.cos(math.pi * progress))", "(1.0 + math.cos(math.pi * fraction))"),
+            (
+                "engine/training.py",
+                "raise ValueError(f\"training parameter 'lr' must be positive",
+                "raise ValueError(f\"(reworded) training parameter 'lr' must be positive",
+            ),
+        ],
+    )
     assert _list(root) == shipped
 
 
 def test_a_moved_function_leaves_every_artifact_current(tmp_path, shipped):
-    moved = ('def multi_exit_loss(logits: list[Tensor], target: Tensor, weights: tuple[float, ...]) -> Tensor:\n'
-             '    """Weighted sum of the exits\' cross-entropies, Paper A Eq. (5)."""\n'
-             '    return sum(w * F.cross_entropy(z.float(), target) for w, z in zip(weights, logits))\n')
-    root = _scratch(tmp_path, [("engine/training.py", moved, ""),
-                               ("engine/training.py", "from ..core import data,", "from ..nets.multiexit import multi_exit_loss\nfrom ..core import data,")])
+    moved = (
+        "def multi_exit_loss(logits: list[Tensor], target: Tensor, weights: tuple[float, ...]) -> Tensor:\n"
+        '    """Weighted sum of the exits\' cross-entropies, Paper A Eq. (5)."""\n'
+        "    return sum(w * F.cross_entropy(z.float(), target) for w, z in zip(weights, logits))\n"
+    )
+    root = _scratch(
+        tmp_path,
+        [
+            ("engine/training.py", moved, ""),
+            (
+                "engine/training.py",
+                "from ..core import data,",
+                "from ..nets.multiexit import multi_exit_loss\nfrom ..core import data,",
+            ),
+        ],
+    )
     target = root / "lib" / "earlyexit" / "nets" / "multiexit.py"
-    text = target.read_text().replace("from torch import Tensor, nn\n", "import torch.nn.functional as F\nfrom torch import Tensor, nn\n")
+    text = target.read_text().replace(
+        "from torch import Tensor, nn\n", "import torch.nn.functional as F\nfrom torch import Tensor, nn\n"
+    )
     target.write_text(text + "\n\n" + moved)
     assert _list(root) == shipped
 
 
 def test_a_changed_loss_constant_stales_every_training_artifact_and_names_the_function(tmp_path, shipped):
-    root = _scratch(tmp_path, [("engine/training.py", "return sum(w * F.cross_entropy(z.float(), target)",
-                                "return sum(w * F.cross_entropy(z.float(), target, label_smoothing=0.1)")])
+    root = _scratch(
+        tmp_path,
+        [
+            (
+                "engine/training.py",
+                "return sum(w * F.cross_entropy(z.float(), target)",
+                "return sum(w * F.cross_entropy(z.float(), target, label_smoothing=0.1)",
+            )
+        ],
+    )
     states = _list(root)
     assert states.keys() == shipped.keys()
     assert all("stale: made by other code" in s and "multi_exit_loss" in s for s in states.values()), states
@@ -80,8 +124,16 @@ def test_a_changed_loss_constant_stales_every_training_artifact_and_names_the_fu
 def test_editing_one_network_stales_its_own_artifacts_only(tmp_path, shipped):
     root = _scratch(tmp_path, [("nets/msdnet.py", "def msdnet40(", "def _unused():\n    return 1\n\n\ndef msdnet40(")])
     assert _list(root) == shipped  # code no artifact reaches
-    root = _scratch(tmp_path / "b", [("nets/models.py", "def alexnet(num_classes: int) -> MultiExitNet:\n",
-                                      "def alexnet(num_classes: int) -> MultiExitNet:\n    num_classes = num_classes + 0\n")])
+    root = _scratch(
+        tmp_path / "b",
+        [
+            (
+                "nets/models.py",
+                "def alexnet(num_classes: int) -> MultiExitNet:\n",
+                "def alexnet(num_classes: int) -> MultiExitNet:\n    num_classes = num_classes + 0\n",
+            )
+        ],
+    )
     states = _list(root)
     stale = {name for name, state in states.items() if state != "current"}
     assert stale and all("alexnet-" in name for name in stale), stale

@@ -15,8 +15,10 @@ def small_net(width: int, exit_width: int) -> MultiExitNet:
     """Two exits on a 3-conv backbone; stage 0 and exit 0 are on-device, stage 1 and exit 1 server-side."""
     torch.manual_seed(0)
     stages = [nn.Sequential(*conv_bn_relu(3, width)), nn.Sequential(*conv_bn_relu(width, 16), *conv_bn_relu(16, 16))]
-    exits = [nn.Sequential(*conv_bn_relu(width, exit_width), *classifier(exit_width, 10, nn.AdaptiveAvgPool2d(1))),
-             nn.Sequential(*classifier(16, 10, nn.AdaptiveAvgPool2d(1)))]
+    exits = [
+        nn.Sequential(*conv_bn_relu(width, exit_width), *classifier(exit_width, 10, nn.AdaptiveAvgPool2d(1))),
+        nn.Sequential(*classifier(16, 10, nn.AdaptiveAvgPool2d(1))),
+    ]
     return MultiExitNet(stages, exits, (0.5, 0.5))
 
 
@@ -58,9 +60,15 @@ def test_bad_ratios_are_refused(ratio):
 
 
 def test_a_pruning_artifact_sits_beside_its_training_artifact_and_depends_on_the_pruning_code(tmp_path):
-    assert pruning.run_dir(tmp_path, "cpu", "resnet44", "cifar100", 0.1) == tmp_path / "cpu" / "resnet44-cifar100-pruned10"
-    assert {"prune_and_profile", "prune_filters"} <= provenance.code_digests({"model": "resnet44", "stage": "prune"}).keys()
-    assert provenance.code_fingerprint({"model": "resnet44", "stage": "prune"}) != provenance.code_fingerprint({"model": "resnet44"})
+    assert (
+        pruning.run_dir(tmp_path, "cpu", "resnet44", "cifar100", 0.1) == tmp_path / "cpu" / "resnet44-cifar100-pruned10"
+    )
+    assert {"prune_and_profile", "prune_filters"} <= provenance.code_digests(
+        {"model": "resnet44", "stage": "prune"}
+    ).keys()
+    assert provenance.code_fingerprint({"model": "resnet44", "stage": "prune"}) != provenance.code_fingerprint(
+        {"model": "resnet44"}
+    )
 
 
 def test_pruning_without_the_trained_weights_says_how_to_get_them(tmp_path):

@@ -9,20 +9,35 @@ import pytest
 
 from earlyexit.engine import artifacts, recertify
 
-PARAMS = {"model": "alexnet", "dataset": "cifar10", "profile": "smoke", "epochs": 1, "anneal_epochs": 1,
-          "batch_size": 64, "lr": 0.1, "lr_end": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
-          "train_per_class": 2, "test_per_class": 1, "seed": 0, "precision": "fp32"}
+PARAMS = {
+    "model": "alexnet",
+    "dataset": "cifar10",
+    "profile": "smoke",
+    "epochs": 1,
+    "anneal_epochs": 1,
+    "batch_size": 64,
+    "lr": 0.1,
+    "lr_end": 1e-4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "train_per_class": 2,
+    "test_per_class": 1,
+    "seed": 0,
+    "precision": "fp32",
+}
 
 
 @pytest.fixture
 def committed(tmp_path):
     """An artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     lib = recertify._checkout(head, tmp_path / "code")
     directory = tmp_path / "artifact"
-    manifest = artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS,
-                                       data_sha256="abc", wall_time_s=1.0)
+    manifest = artifacts.write(
+        directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS, data_sha256="abc", wall_time_s=1.0
+    )
     manifest |= {"git_commit": head, "code_sha256": recertify._probe(lib, {"hash_only": True, "params": PARAMS})}
     artifacts.write_manifest(directory, manifest)
     return directory, lib
@@ -69,32 +84,65 @@ def test_code_that_is_not_in_git_is_refused(committed):
 
 FINETUNE = {k: v for k, v in PARAMS.items() if k not in ("model", "dataset", "profile")} | {"lr": 0.01}
 STAGES = {
-    "prune": {"stage": "prune", "model": "alexnet", "dataset": "cifar10", "profile": "smoke", "pruning_ratio": 0.25,
-              "source_npz_sha256": "abc", "finetune": FINETUNE},
-    "compress": {"stage": "compress", "model": "alexnet", "dataset": "cifar10", "profile": "smoke", "reduction": 4,
-                 "bits": 8, "source_npz_sha256": "abc", "encoder_prune_ratios": [0.0, 0.5],
-                 "step2": FINETUNE, "step3": FINETUNE | {"lr": 0.001}},
+    "prune": {
+        "stage": "prune",
+        "model": "alexnet",
+        "dataset": "cifar10",
+        "profile": "smoke",
+        "pruning_ratio": 0.25,
+        "source_npz_sha256": "abc",
+        "finetune": FINETUNE,
+    },
+    "compress": {
+        "stage": "compress",
+        "model": "alexnet",
+        "dataset": "cifar10",
+        "profile": "smoke",
+        "reduction": 4,
+        "bits": 8,
+        "source_npz_sha256": "abc",
+        "encoder_prune_ratios": [0.0, 0.5],
+        "step2": FINETUNE,
+        "step3": FINETUNE | {"lr": 0.001},
+    },
 }
 
 
 def _stage_artifact(tmp_path, stage: str):
     """A stage artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     lib = recertify._checkout(head, tmp_path / "code")
     directory = tmp_path / f"artifact-{stage}"
-    manifest = artifacts.write(directory, {"test_correct": np.ones((2, 3), bool)}, params=STAGES[stage],
-                                       data_sha256="abc", wall_time_s=1.0, machine={"precision": "fp32"})
+    manifest = artifacts.write(
+        directory,
+        {"test_correct": np.ones((2, 3), bool)},
+        params=STAGES[stage],
+        data_sha256="abc",
+        wall_time_s=1.0,
+        machine={"precision": "fp32"},
+    )
     code = recertify._probe(lib, {"hash_only": True, "params": STAGES[stage]})
     artifacts.write_manifest(directory, manifest | {"git_commit": head, "code_sha256": code})
     return directory, lib
 
 
 #: per stage: the module, an edit of it that changes its code but not what it computes, what is compared
-NEUTRAL = {"prune": ("engine/pruning.py", "    check_ratio(ratio)\n    was_training = model.training\n",
-                     "    was_training = model.training\n    check_ratio(ratio)\n", "part_flops"),
-           "compress": ("paper_a/compression.py", "    _, h, w = feature_shape\n", "    h, w = feature_shape[1:]\n",
-                        "encoder_prune_correct")}
+NEUTRAL = {
+    "prune": (
+        "engine/pruning.py",
+        "    check_ratio(ratio)\n    was_training = model.training\n",
+        "    was_training = model.training\n    check_ratio(ratio)\n",
+        "part_flops",
+    ),
+    "compress": (
+        "paper_a/compression.py",
+        "    _, h, w = feature_shape\n",
+        "    h, w = feature_shape[1:]\n",
+        "encoder_prune_correct",
+    ),
+}
 
 
 @pytest.mark.parametrize("stage", sorted(NEUTRAL))

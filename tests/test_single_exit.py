@@ -61,8 +61,9 @@ def test_the_classic_network_scores_as_the_multi_exit_plan_running_only_its_last
     last_only = np.arange(6) == 5
     for preemption in (elastic.Preemption(), elastic.Preemption.gaussian(0.5)):
         sim = elastic.simulate(tc, tb, conf, correct, last_only, preemption, runs=4, seed=7, progress=False)
-        ours = single_exit.preempted_accuracy(tc.sum() + tb[-1], correct[:, -1], tc.sum() + tb.sum(), preemption,
-                                              runs=4, seed=7)
+        ours = single_exit.preempted_accuracy(
+            tc.sum() + tb[-1], correct[:, -1], tc.sum() + tb.sum(), preemption, runs=4, seed=7
+        )
         np.testing.assert_array_equal(ours, sim.run_accuracy)
 
 
@@ -90,15 +91,20 @@ def test_the_single_exit_stage_profiles_classic_and_compressed_networks_and_fig1
 
 def test_single_exit_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
-    toml.write_text('[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\n'
-                    'matrix.cpu = [["flexvgg16", "cifar100"]]\n'
-                    '[[stages]]\nid = "single-exit"\nkind = "single_exit"\nnotebook = "b.ipynb"\n'
-                    'matrix.cpu = [["flexvgg16", "cifar100", 0.5]]\n')
-    assert pipeline.entries("single_exit", "cpu", toml) == [{"model": "flexvgg16", "dataset": "cifar100",
-                                                            "flops_fraction": 0.5, "overrides": {}}]
-    job = pipeline.Job("single-exit", "single_exit", tmp_path / "04_x.ipynb", {"model": "m", "dataset": "d", "flops_fraction": 0.5})
+    toml.write_text(
+        '[[stages]]\nid = "train"\nkind = "train"\nnotebook = "a.ipynb"\n'
+        'matrix.cpu = [["flexvgg16", "cifar100"]]\n'
+        '[[stages]]\nid = "single-exit"\nkind = "single_exit"\nnotebook = "b.ipynb"\n'
+        'matrix.cpu = [["flexvgg16", "cifar100", 0.5]]\n'
+    )
+    assert pipeline.entries("single_exit", "cpu", toml) == [
+        {"model": "flexvgg16", "dataset": "cifar100", "flops_fraction": 0.5, "overrides": {}}
+    ]
+    job = pipeline.Job(
+        "single-exit", "single_exit", tmp_path / "04_x.ipynb", {"model": "m", "dataset": "d", "flops_fraction": 0.5}
+    )
     assert job.name == "04_x-m-d-single50"
-    toml.write_text(toml.read_text().replace('0.5]]', '1.5]]'))
+    toml.write_text(toml.read_text().replace("0.5]]", "1.5]]"))
     with pytest.raises(SystemExit, match="flops_fraction must be a number in"):
         pipeline.entries("single_exit", "cpu", toml)
     toml.write_text(toml.read_text().replace('["flexvgg16", "cifar100", 1.5]', '["msdnet40", "cifar100", 0.5]'))

@@ -84,16 +84,19 @@ def test_predict_returns_probabilities_of_every_exit(load_dataset):
     torch.testing.assert_close(probs.sum(-1), torch.ones(6, 3))
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"epochs": "3"}, r"'epochs' must be an integer >= 1, got '3' \(str\)"),
-    ({"epochs": -1}, r"'epochs' must be an integer >= 1, got -1"),
-    ({"anneal_epochs": 0}, r"'anneal_epochs' must be an integer >= 1, got 0"),
-    ({"batch_size": 0}, r"'batch_size' must be an integer >= 1, got 0"),
-    ({"lr": 0.0}, r"'lr' must be positive"),
-    ({"momentum": 1.5}, r"'momentum' must be a number in \[0.0, 1.0\)"),
-    ({"train_per_class": 0}, r"'train_per_class' must be an integer >= 1 or None"),
-    ({"precision": "fp16"}, r"precision must be one of auto, bf16, fp32"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"epochs": "3"}, r"'epochs' must be an integer >= 1, got '3' \(str\)"),
+        ({"epochs": -1}, r"'epochs' must be an integer >= 1, got -1"),
+        ({"anneal_epochs": 0}, r"'anneal_epochs' must be an integer >= 1, got 0"),
+        ({"batch_size": 0}, r"'batch_size' must be an integer >= 1, got 0"),
+        ({"lr": 0.0}, r"'lr' must be positive"),
+        ({"momentum": 1.5}, r"'momentum' must be a number in \[0.0, 1.0\)"),
+        ({"train_per_class": 0}, r"'train_per_class' must be an integer >= 1 or None"),
+        ({"precision": "fp16"}, r"precision must be one of auto, bf16, fp32"),
+    ],
+)
 def test_bad_training_parameters_are_refused_when_given(override, message):
     with pytest.raises(ValueError, match=message):
         training.profile_config("cpu", "resnet44", **override)
@@ -107,8 +110,9 @@ def test_checkpoint_of_other_code_or_data_is_refused(load_dataset, tmp_path):
         training.train(build_model("alexnet", "cifar10", seed=0), ds, cfg, tmp_path / "c.pt", False, code_sha256="new")
     other_data = type(ds)(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, "other")
     with pytest.raises(training.StaleCheckpointError, match="other data"):
-        training.train(build_model("alexnet", "cifar10", seed=0), other_data, cfg, tmp_path / "c.pt", False,
-                       code_sha256="old")
+        training.train(
+            build_model("alexnet", "cifar10", seed=0), other_data, cfg, tmp_path / "c.pt", False, code_sha256="old"
+        )
 
 
 def test_truncated_or_foreign_checkpoint_is_named(load_dataset, tmp_path):
@@ -134,7 +138,9 @@ def test_force_retrains_from_scratch_and_smoke_keeps_no_checkpoint(load_dataset,
     first = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False, **SMOKE_TINY)
     again = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False, **SMOKE_TINY)
     assert calls == [False] and again.manifest["created"] == first.manifest["created"]
-    forced = training.train_and_profile("alexnet", "cifar10", "smoke", tmp_path, progress=False, force=True, **SMOKE_TINY)
+    forced = training.train_and_profile(
+        "alexnet", "cifar10", "smoke", tmp_path, progress=False, force=True, **SMOKE_TINY
+    )
     assert calls == [False, True]
     assert not (artifacts_dir := tmp_path / "smoke" / "alexnet-cifar10" / "checkpoint.pt").exists(), artifacts_dir
     machine = forced.manifest["machine"]

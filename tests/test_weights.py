@@ -79,13 +79,21 @@ def test_export_takes_only_the_checkpoint_that_made_the_artifact_or_a_recertifie
     with pytest.raises(weights.WeightsError, match="no checkpoint"):
         weights.export(copy)
     cfg = training.profile_config("smoke", "resnet44_3exit")
-    state = {"model": model.state_dict(), "config": dataclasses.asdict(cfg), "history": run.manifest["history"],
-             "data_sha256": run.manifest["data_sha256"], "code_sha256": "older code"}
+    state = {
+        "model": model.state_dict(),
+        "config": dataclasses.asdict(cfg),
+        "history": run.manifest["history"],
+        "data_sha256": run.manifest["data_sha256"],
+        "code_sha256": "older code",
+    }
     torch.save(state, copy / "checkpoint.pt")
     with pytest.raises(weights.WeightsError, match="other code"):
         weights.export(copy)
     manifest = json.loads((copy / artifacts.MANIFEST).read_text())
-    recertified = {**manifest, "recertified": [{"from_code_sha256": "older code", "to_code_sha256": manifest["code_sha256"]}]}
+    recertified = {
+        **manifest,
+        "recertified": [{"from_code_sha256": "older code", "to_code_sha256": manifest["code_sha256"]}],
+    }
     (copy / artifacts.MANIFEST).write_text(json.dumps(recertified))  # the older code computes the same artifact
     record = weights.export(copy)
     (copy / weights.WEIGHTS).unlink()
@@ -123,11 +131,24 @@ def test_the_real_mode_notebook_runs_in_smoke_on_shipped_weights(trained, tmp_pa
     weights.save(model, directory)
     figures = tmp_path / "figures"
     out = tmp_path / "29.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), progress_bar=False,
-                        parameters={"profile": "smoke", "artifact_root": str(directory.parents[1]),
-                                    "figures_dir": str(figures), "real_samples": 60, "et_samples": 20})
-    assert {p.name for p in figures.iterdir()} >= {"B-fig1-preemption-trace.png", "B-fig2-einet-overview.png",
-                                                    "B-fig1-real-mode.csv"}
+    pm.execute_notebook(
+        str(NOTEBOOK),
+        str(out),
+        cwd=str(NOTEBOOK.parent),
+        progress_bar=False,
+        parameters={
+            "profile": "smoke",
+            "artifact_root": str(directory.parents[1]),
+            "figures_dir": str(figures),
+            "real_samples": 60,
+            "et_samples": 20,
+        },
+    )
+    assert {p.name for p in figures.iterdir()} >= {
+        "B-fig1-preemption-trace.png",
+        "B-fig2-einet-overview.png",
+        "B-fig1-real-mode.csv",
+    }
     table = (figures / "B-fig1-real-mode.md").read_text()
     assert "classic (final exit only)" in table and "EINet" in table
     print(f"notebook 29 in smoke: {json.loads(out.read_text())['metadata']['papermill']['duration']:.1f} s")

@@ -46,8 +46,9 @@ DEFAULT_PROFILE = "cpu"
 
 #: The stages that make artifacts, by kind, in the order a pipeline needs them (the stages after training
 #: read a training job's weights); figure stages read artifacts only.
-STAGES: dict[str, Stage] = {s.kind: s for s in (training.STAGE, pruning.STAGE, compression.STAGE, single_exit.STAGE,
-                                                 msdnet_design.STAGE)}
+STAGES: dict[str, Stage] = {
+    s.kind: s for s in (training.STAGE, pruning.STAGE, compression.STAGE, single_exit.STAGE, msdnet_design.STAGE)
+}
 KINDS = (*STAGES, "figure")
 
 
@@ -74,12 +75,16 @@ def load_stages(path: Path = ROOT / "pipeline.toml") -> list[dict]:
     for s in stages:
         missing = {"id", "kind", "notebook"} - set(s)
         if missing or s.get("kind") not in KINDS:
-            raise SystemExit(f"{path}: stage {s.get('id', '?')!r} needs id, notebook and a kind of {KINDS} "
-                             f"(missing {sorted(missing)}, kind {s.get('kind')!r})")
+            raise SystemExit(
+                f"{path}: stage {s.get('id', '?')!r} needs id, notebook and a kind of {KINDS} "
+                f"(missing {sorted(missing)}, kind {s.get('kind')!r})"
+            )
         unknown = set(s.get("profiles", PROFILES)) - set(PROFILES)
         if unknown:
-            raise SystemExit(f"{path}: stage {s['id']!r} names unknown profile(s) {sorted(unknown)} in 'profiles'; "
-                             f"choose from {', '.join(PROFILES)}")
+            raise SystemExit(
+                f"{path}: stage {s['id']!r} names unknown profile(s) {sorted(unknown)} in 'profiles'; "
+                f"choose from {', '.join(PROFILES)}"
+            )
     return stages
 
 
@@ -96,8 +101,9 @@ def _stage_jobs(stage: dict, profile: str, path: Path, trained: dict[tuple[str, 
             raise SystemExit(f"{where}: {err}") from None
         if kind.on_training:
             if (job["model"], job["dataset"]) not in trained:
-                raise SystemExit(f"{where}: [model, dataset] must be a training job of the same profile "
-                                 f"({sorted(trained)})")
+                raise SystemExit(
+                    f"{where}: [model, dataset] must be a training job of the same profile ({sorted(trained)})"
+                )
             job["overrides"] = trained[job["model"], job["dataset"]]["overrides"]
         out.append(job)
     return out
@@ -106,8 +112,12 @@ def _stage_jobs(stage: dict, profile: str, path: Path, trained: dict[tuple[str, 
 def _training_jobs(profile: str, path: Path) -> dict[tuple[str, str], dict]:
     """The checked training jobs of ``profile``, by ``(model, dataset)``."""
     check_profile(profile)
-    return {(j["model"], j["dataset"]): j for s in load_stages(path) if s["kind"] == "train"
-            for j in _stage_jobs(s, profile, path, {})}
+    return {
+        (j["model"], j["dataset"]): j
+        for s in load_stages(path)
+        if s["kind"] == "train"
+        for j in _stage_jobs(s, profile, path, {})
+    }
 
 
 def entries(kind: str, profile: str, path: Path = ROOT / "pipeline.toml") -> list[dict]:
@@ -134,45 +144,75 @@ def paper_b_models(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tu
     return [(model, dataset) for model, dataset in matrix(profile, path) if recipe(model) == "B"]
 
 
-def paper_b_comparison(profile: str, setup: baselines.Setup = baselines.Setup(),
-                       artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
+def paper_b_comparison(
+    profile: str, setup: baselines.Setup = baselines.Setup(), artifact_root: str | Path = ROOT / "artifacts"
+) -> pd.DataFrame:
     """:func:`baselines.compare` (uniform preemption) on every model of :func:`paper_b_models`, one table."""
-    tables = [baselines.compare(load_artifact(profile, m, d, artifact_root), derived_dir(profile, m, d, artifact_root),
-                                profile, setup) for m, d in paper_b_models(profile)]
+    tables = [
+        baselines.compare(
+            load_artifact(profile, m, d, artifact_root), derived_dir(profile, m, d, artifact_root), profile, setup
+        )
+        for m, d in paper_b_models(profile)
+    ]
     if not tables:
         raise ValueError(f"profile {profile!r} trains none of Paper B's models; add one to the train stage's matrix")
     return pd.concat(tables, ignore_index=True)
 
 
-def common_networks(profile: str, dataset: str, flops_fraction: float, m: int = 5, runs: int = 10, seed: int = 0,
-                    artifact_root: str | Path = ROOT / "artifacts") -> pd.DataFrame:
+def common_networks(
+    profile: str,
+    dataset: str,
+    flops_fraction: float,
+    m: int = 5,
+    runs: int = 10,
+    seed: int = 0,
+    artifact_root: str | Path = ROOT / "artifacts",
+) -> pd.DataFrame:
     """:func:`single_exit.compare` (Fig. 10) on every single-exit job of ``profile`` on ``dataset`` at
     ``flops_fraction``, one table; a ValueError names the stage to add when there is none."""
     jobs_ = [(md, d) for md, d, f in single_exits(profile) if d == dataset and f == flops_fraction]
     if not jobs_:
-        raise ValueError(f"profile {profile!r} has no single-exit job on {dataset} at flops_fraction {flops_fraction}; "
-                         "add [model, dataset, flops_fraction] to the single-exit stage's matrix in pipeline.toml")
-    return pd.concat([single_exit.compare(load_artifact(profile, md, d, artifact_root),
-                                          load_single_exit(profile, md, d, flops_fraction, artifact_root),
-                                          derived_dir(profile, md, d, artifact_root), profile, m, runs, seed)
-                      for md, d in jobs_], ignore_index=True)
+        raise ValueError(
+            f"profile {profile!r} has no single-exit job on {dataset} at flops_fraction {flops_fraction}; "
+            "add [model, dataset, flops_fraction] to the single-exit stage's matrix in pipeline.toml"
+        )
+    return pd.concat(
+        [
+            single_exit.compare(
+                load_artifact(profile, md, d, artifact_root),
+                load_single_exit(profile, md, d, flops_fraction, artifact_root),
+                derived_dir(profile, md, d, artifact_root),
+                profile,
+                m,
+                runs,
+                seed,
+            )
+            for md, d in jobs_
+        ],
+        ignore_index=True,
+    )
 
 
 def overrides(profile: str, model: str, dataset: str, path: Path = ROOT / "pipeline.toml") -> dict:
     """The changes to ``profile``'s recipe for one training job: the optional third item of its
     matrix entry, e.g. ``["msdnet40", "cifar100", {epochs = 1}]`` (recorded in the artifact's manifest)."""
-    return next((j["overrides"] for j in entries("train", profile, path) if (j["model"], j["dataset"]) == (model, dataset)),
-                {})
+    return next(
+        (j["overrides"] for j in entries("train", profile, path) if (j["model"], j["dataset"]) == (model, dataset)), {}
+    )
 
 
-def load_artifact(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
+def load_artifact(
+    profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts"
+) -> artifacts.Artifact:
     """The artifact of a training job of ``pipeline.toml`` (its recipe with the job's :func:`overrides`),
     refused if missing, corrupt or stale."""
     params = stage_params(model, dataset, profile, **overrides(profile, model, dataset))
     return artifacts.read(artifacts.run_dir(artifact_root, profile, model, dataset), params)
 
 
-def load_network(profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts") -> MultiExitNet:
+def load_network(
+    profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts"
+) -> MultiExitNet:
     """The trained network of a training job from its shipped weights (:mod:`earlyexit.engine.weights`), once
     its artifact is checked current."""
     load_artifact(profile, model, dataset, artifact_root)
@@ -197,8 +237,14 @@ def derived_dir(profile: str, model: str, dataset: str, artifact_root: str | Pat
     return artifacts.run_dir(artifact_root, profile, model, dataset) / "derived"
 
 
-def ep_scores_path(profile: str, model: str, dataset: str, lam, architecture: str = "ours",
-                   artifact_root: str | Path = ROOT / "artifacts") -> Path:
+def ep_scores_path(
+    profile: str,
+    model: str,
+    dataset: str,
+    lam,
+    architecture: str = "ours",
+    artifact_root: str | Path = ROOT / "artifacts",
+) -> Path:
     """Where the test scores of an Exit Predictor of ``architecture`` trained for ``lam`` (one threshold
     for every exit, or one per exit) on a training job's artifact are kept (a derived result shared by
     the notebooks that use the same EP): ``ep-<architecture>-lam0.95.npz``, ``ep-ours-lam0.95-0.85.npz``."""
@@ -207,8 +253,9 @@ def ep_scores_path(profile: str, model: str, dataset: str, lam, architecture: st
     return derived_dir(profile, model, dataset, artifact_root) / f"ep-{slug}-lam{lams}.npz"
 
 
-def load_pruned(profile: str, model: str, dataset: str, ratio: float,
-                artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
+def load_pruned(
+    profile: str, model: str, dataset: str, ratio: float, artifact_root: str | Path = ROOT / "artifacts"
+) -> artifacts.Artifact:
     """The artifact of a pruning job of ``pipeline.toml``, refused if missing, corrupt or stale."""
     return pruning.load_pruned(artifact_root, profile, model, dataset, ratio, **overrides(profile, model, dataset))
 
@@ -218,8 +265,9 @@ def pruned(profile: str) -> list[tuple[str, str, float]]:
     return [(j["model"], j["dataset"], j["ratio"]) for j in entries("prune", profile)]
 
 
-def load_compressed(profile: str, model: str, dataset: str,
-                    artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
+def load_compressed(
+    profile: str, model: str, dataset: str, artifact_root: str | Path = ROOT / "artifacts"
+) -> artifacts.Artifact:
     """The artifact of a feature-compression job of ``pipeline.toml``, refused if missing, corrupt or stale."""
     return compression.load_compressed(artifact_root, profile, model, dataset, **overrides(profile, model, dataset))
 
@@ -229,11 +277,13 @@ def single_exits(profile: str) -> list[tuple[str, str, float]]:
     return [(j["model"], j["dataset"], j["flops_fraction"]) for j in entries("single_exit", profile)]
 
 
-def load_single_exit(profile: str, model: str, dataset: str, flops_fraction: float,
-                     artifact_root: str | Path = ROOT / "artifacts") -> artifacts.Artifact:
+def load_single_exit(
+    profile: str, model: str, dataset: str, flops_fraction: float, artifact_root: str | Path = ROOT / "artifacts"
+) -> artifacts.Artifact:
     """The artifact of a single-exit job of ``pipeline.toml``, refused if missing, corrupt or stale."""
-    return single_exit.load_single_exit(artifact_root, profile, model, dataset, flops_fraction,
-                                        **overrides(profile, model, dataset))
+    return single_exit.load_single_exit(
+        artifact_root, profile, model, dataset, flops_fraction, **overrides(profile, model, dataset)
+    )
 
 
 def designs(profile: str) -> list[tuple[msdnet_design.Variant, str]]:
@@ -241,8 +291,9 @@ def designs(profile: str) -> list[tuple[msdnet_design.Variant, str]]:
     return [(msdnet_design.Variant.parse(j["variant"]), j["dataset"]) for j in entries("design", profile)]
 
 
-def design_table(profile: str, m: int = 5, runs: int = 5, seed: int = 0,
-                 artifact_root: str | Path = ROOT / "artifacts") -> tuple[pd.DataFrame, list[str]]:
+def design_table(
+    profile: str, m: int = 5, runs: int = 5, seed: int = 0, artifact_root: str | Path = ROOT / "artifacts"
+) -> tuple[pd.DataFrame, list[str]]:
     """:func:`msdnet_design.elastic_accuracy` of every design job of ``profile`` trained so far, one table
     (with the dataset), and the names of the jobs not trained yet (a stale or corrupt artifact is refused)."""
     rows, missing = [], []
@@ -252,10 +303,14 @@ def design_table(profile: str, m: int = 5, runs: int = 5, seed: int = 0,
             missing.append(f"{variant.name} / {dataset}")
             continue
         run = msdnet_design.load_design(artifact_root, profile, variant, dataset)
-        rows.append(msdnet_design.elastic_accuracy(run, directory / "derived", profile, m, runs, seed).assign(dataset=dataset))
+        rows.append(
+            msdnet_design.elastic_accuracy(run, directory / "derived", profile, m, runs, seed).assign(dataset=dataset)
+        )
     if not rows:
-        raise ValueError(f"profile {profile!r} has no trained MSDNet design; run the design stage "
-                         f"(python -m earlyexit.pipeline --profile {profile} --stages design)")
+        raise ValueError(
+            f"profile {profile!r} has no trained MSDNet design; run the design stage "
+            f"(python -m earlyexit.pipeline --profile {profile} --stages design)"
+        )
     return pd.concat(rows, ignore_index=True), missing
 
 
@@ -285,8 +340,10 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
             continue
         notebook = ROOT / s["notebook"]
         if s["kind"] in STAGES:
-            out += [Job(s["id"], s["kind"], notebook, {**common, **job})
-                    for job in _stage_jobs(s, profile, ROOT / "pipeline.toml", trained_jobs)]
+            out += [
+                Job(s["id"], s["kind"], notebook, {**common, **job})
+                for job in _stage_jobs(s, profile, ROOT / "pipeline.toml", trained_jobs)
+            ]
         elif profile in s.get("profiles", PROFILES) and {tuple(pair) for pair in s.get("needs", [])} <= trained:
             out.append(Job(s["id"], "figure", notebook, common | figure_params))
     return out
@@ -301,7 +358,9 @@ def injected(notebook: Path, params: dict) -> dict:
     declared = pm.inspect_notebook(str(notebook))
     unknown = set(params) - set(declared)
     if unknown:
-        raise SystemExit(f"{notebook.name} has no parameter(s) {sorted(unknown)}; its parameters are {sorted(declared)}")
+        raise SystemExit(
+            f"{notebook.name} has no parameter(s) {sorted(unknown)}; its parameters are {sorted(declared)}"
+        )
     return {k: v for k, v in params.items() if ast.literal_eval(declared[k]["default"]) != v}
 
 
@@ -321,8 +380,10 @@ def _stamps(profile: str) -> dict[str, str]:
 
 
 def _write_stamp(job: Job, profile: str) -> None:
-    files.write_text(_stamps_path(profile), json.dumps(_stamps(profile) | {job.name: _figure_stamp(job, profile)},
-                                                       indent=1, sort_keys=True) + "\n")
+    files.write_text(
+        _stamps_path(profile),
+        json.dumps(_stamps(profile) | {job.name: _figure_stamp(job, profile)}, indent=1, sort_keys=True) + "\n",
+    )
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -350,8 +411,9 @@ def _notebook_code(path: Path) -> str:
     """What a notebook computes, by meaning: its code cells without comments or formatting, and without
     their imports of :mod:`earlyexit` (what those bring is fingerprinted as code), so that markdown, a
     comment, a reformatted line or a library module moved elsewhere change nothing."""
-    return "\n".join(ast.unparse(ast.Module([n for n in cell.body if not _is_library_import(n)], []))
-                     for cell in _parsed_cells(path))
+    return "\n".join(
+        ast.unparse(ast.Module([n for n in cell.body if not _is_library_import(n)], [])) for cell in _parsed_cells(path)
+    )
 
 
 def _imported(module: str, name: str):
@@ -369,12 +431,21 @@ def _notebook_roots(path: Path) -> list:
             if isinstance(node, ast.ImportFrom) and _is_library_import(node):
                 for alias in node.names:
                     value = _imported(node.module, alias.name)
-                    (modules.__setitem__(alias.asname or alias.name, value) if inspect.ismodule(value)
-                     else roots.append(value))
+                    (
+                        modules.__setitem__(alias.asname or alias.name, value)
+                        if inspect.ismodule(value)
+                        else roots.append(value)
+                    )
             elif isinstance(node, ast.Import) and _is_library_import(node):
                 modules |= {a.asname: importlib.import_module(a.name) for a in node.names if a.asname}
-        roots += [getattr(modules[n.value.id], n.attr) for n in ast.walk(cell) if isinstance(n, ast.Attribute)
-                  and isinstance(n.value, ast.Name) and n.value.id in modules and hasattr(modules[n.value.id], n.attr)]
+        roots += [
+            getattr(modules[n.value.id], n.attr)
+            for n in ast.walk(cell)
+            if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name)
+            and n.value.id in modules
+            and hasattr(modules[n.value.id], n.attr)
+        ]
     return roots
 
 
@@ -387,7 +458,8 @@ def _artifact_content(directory: Path) -> str:
     """
     manifest = artifacts.read_manifest(directory)
     return _arrays_digest(directory, manifest["npz_sha256"]) + json.dumps(
-        [manifest["params"], manifest["data_sha256"]], sort_keys=True)
+        [manifest["params"], manifest["data_sha256"]], sort_keys=True
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -472,17 +544,27 @@ def execute(job: Job, profile: str) -> None:
     copy.parent.mkdir(parents=True, exist_ok=True)
     params = injected(job.notebook, job.params)
     try:
-        pm.execute_notebook(job.notebook, copy, parameters=params, cwd=job.notebook.parent, progress_bar=False,
-                            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log")))
+        pm.execute_notebook(
+            job.notebook,
+            copy,
+            parameters=params,
+            cwd=job.notebook.parent,
+            progress_bar=False,
+            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log")),
+        )
     except pm.PapermillExecutionError as err:
-        raise SystemExit(f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
-                         f"(executed copy {copy.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
-                         f"cell {err.cell_index}: {err.ename}: {err.evalue}") from None
+        raise SystemExit(
+            f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
+            f"(executed copy {copy.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
+            f"cell {err.cell_index}: {err.ename}: {err.evalue}"
+        ) from None
     except KeyboardInterrupt:
         _mark_interrupted(copy)
-        raise SystemExit(f"interrupted: stage {job.stage!r}, notebook {job.notebook.relative_to(ROOT)}; its partial copy "
-                         f"is {copy.with_suffix('.interrupted.ipynb').relative_to(ROOT)}. Run the pipeline again to "
-                         "continue (training resumes from its last checkpoint).") from None
+        raise SystemExit(
+            f"interrupted: stage {job.stage!r}, notebook {job.notebook.relative_to(ROOT)}; its partial copy "
+            f"is {copy.with_suffix('.interrupted.ipynb').relative_to(ROOT)}. Run the pipeline again to "
+            "continue (training resumes from its last checkpoint)."
+        ) from None
     if not set(params) - {"force"}:
         files.atomic_write(job.notebook, lambda f: f.write(copy.read_bytes()))
     if job.kind == "figure":
@@ -496,8 +578,12 @@ def _mark_interrupted(copy: Path) -> None:
     if not copy.exists():
         return
     nb = nbformat.read(copy, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell("**Interrupted**: this run was stopped before it finished; "
-                                                     "cells after the running one did not execute."))
+    nb.cells.insert(
+        0,
+        nbformat.v4.new_markdown_cell(
+            "**Interrupted**: this run was stopped before it finished; cells after the running one did not execute."
+        ),
+    )
     nb.metadata.setdefault("papermill", {})["interrupted"] = True
     nbformat.write(nb, copy.with_suffix(".interrupted.ipynb"))
     copy.unlink()
@@ -530,7 +616,11 @@ def durations_table(profile: str) -> str:
         if job.kind != "figure":
             continue
         executed = job.notebook if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / f"{job.name}.ipynb"
-        seconds = json.loads(executed.read_text())["metadata"].get("papermill", {}).get("duration") if executed.exists() else None
+        seconds = (
+            json.loads(executed.read_text())["metadata"].get("papermill", {}).get("duration")
+            if executed.exists()
+            else None
+        )
         total += seconds or 0.0
         rows.append(f"| `{job.notebook.stem}` | {'not run' if seconds is None else f'{seconds:.1f}'} |")
     return "\n".join(["| notebook | seconds |", "|---|---|", *rows, f"| **all** | **{total:.1f}** |"])
@@ -539,11 +629,20 @@ def durations_table(profile: str) -> str:
 def ledger_table(profile: str) -> str:
     """Markdown compute ledger of a profile's artifacts, from their manifests: what was trained, how long,
     on which machine and precision, and the accuracy of every exit beside the paper's backbone accuracy."""
-    rows = ["| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
-            "|---|---|---|---|---|---|---|---|"]
-    runs = [(job.get("model") or f"msdnet-{job['variant']}", job["dataset"], stage.label(job),
-             stage.directory(ROOT / "artifacts", profile, job)) for stage in STAGES.values()
-            for job in entries(stage.kind, profile)]
+    rows = [
+        "| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    runs = [
+        (
+            job.get("model") or f"msdnet-{job['variant']}",
+            job["dataset"],
+            stage.label(job),
+            stage.directory(ROOT / "artifacts", profile, job),
+        )
+        for stage in STAGES.values()
+        for job in entries(stage.kind, profile)
+    ]
     for model, dataset, label, directory in runs:
         try:
             m = artifacts.read_manifest(directory)
@@ -552,10 +651,15 @@ def ledger_table(profile: str) -> str:
             continue
         reference = paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
-        accuracy = (" / ".join(f"{a:.2f}" for a in acc) if len(acc) <= 4
-                    else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}")
-        rows.append(f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-                    f"{_cpu_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |")
+        accuracy = (
+            " / ".join(f"{a:.2f}" for a in acc)
+            if len(acc) <= 4
+            else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}"
+        )
+        rows.append(
+            f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
+            f"{_cpu_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |"
+        )
     return "\n".join(rows)
 
 
@@ -572,7 +676,9 @@ def _cpu_label(manifest: dict) -> str:
         native = auto and precision == "bf16"
     if not native:
         return machine["cpu"]
-    return machine["cpu"] + (" (native bf16, not faster than fp32 here)" if auto and precision == "fp32" else " (native bf16)")
+    return machine["cpu"] + (
+        " (native bf16, not faster than fp32 here)" if auto and precision == "fp32" else " (native bf16)"
+    )
 
 
 def _asked_precision(params: dict) -> str | None:
@@ -592,10 +698,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
-    parser.add_argument("--ledger", action="store_true",
-                        help="print a Markdown compute ledger of the profile's trained artifacts")
-    parser.add_argument("--durations", action="store_true",
-                        help="print a Markdown table of each figure notebook's last run time (papermill's record)")
+    parser.add_argument(
+        "--ledger", action="store_true", help="print a Markdown compute ledger of the profile's trained artifacts"
+    )
+    parser.add_argument(
+        "--durations",
+        action="store_true",
+        help="print a Markdown table of each figure notebook's last run time (papermill's record)",
+    )
     args = parser.parse_args(argv)
     check_profile(args.profile)
     if args.data_dir:

@@ -87,15 +87,19 @@ def _download_npz(name: str, target: Path) -> None:
 def _validate(name: str, path: Path, arrays: dict[str, np.ndarray]) -> None:
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise DataError(f"{path} lacks the keys {missing}; it must hold {', '.join(KEYS)}. "
-                        f"Rebuild it with `python ../shared/data/unpack.py {path.parent}` or delete it to re-download.")
+        raise DataError(
+            f"{path} lacks the keys {missing}; it must hold {', '.join(KEYS)}. "
+            f"Rebuild it with `python ../shared/data/unpack.py {path.parent}` or delete it to re-download."
+        )
     shape = SPECS[name][1]
     for split, n in zip(("train", "test"), SPLIT_SIZES[name]):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         image_ok = x.dtype == np.uint8 and x.shape[1:3] == shape[:2] and x.shape[3:] in ((), (shape[2],))
         if not image_ok or x.shape[0] != n or y.shape != (n,):
-            raise DataError(f"{path}: {split} split has images {x.shape} {x.dtype} and labels {y.shape}; "
-                            f"expected {n} uint8 images of {shape} and {n} labels. The file is not {name}.")
+            raise DataError(
+                f"{path}: {split} split has images {x.shape} {x.dtype} and labels {y.shape}; "
+                f"expected {n} uint8 images of {shape} and {n} labels. The file is not {name}."
+            )
         _validate_labels(path, split, y, SPECS[name][0])
 
 
@@ -107,8 +111,10 @@ def _validate_labels(path: Path, split: str, y: np.ndarray, classes: int) -> Non
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y) | (y != np.round(y))
         if bad.any():
-            raise DataError(f"{where} hold {int(bad.sum())} non-integer value(s) (first: {float(y[bad][0])} at index "
-                            f"{int(np.argmax(bad))}); expected integers in 0..{classes - 1}. The file is corrupt.")
+            raise DataError(
+                f"{where} hold {int(bad.sum())} non-integer value(s) (first: {float(y[bad][0])} at index "
+                f"{int(np.argmax(bad))}); expected integers in 0..{classes - 1}. The file is corrupt."
+            )
     if y.min() < 0 or y.max() >= classes:
         raise DataError(f"{where} lie in {y.min()}..{y.max()}, outside 0..{classes - 1}; the file is corrupt.")
 
@@ -142,13 +148,16 @@ def _load(name: str, root: str, download: bool) -> Dataset:
     for k in KEYS:
         digest.update(np.ascontiguousarray(arrays[k]).tobytes())
     tensors = {k: _to_tensor(arrays[k]) for k in KEYS}
-    return Dataset(name, tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], digest.hexdigest())
+    return Dataset(
+        name, tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], digest.hexdigest()
+    )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The dataset arrays of ``path``, or a DataError saying the file is damaged and how to replace it."""
-    fix = (f"delete it and rebuild it (`python ../shared/data/unpack.py {path.parent}`) or re-download it "
-           "(download=True)")
+    fix = (
+        f"delete it and rebuild it (`python ../shared/data/unpack.py {path.parent}`) or re-download it (download=True)"
+    )
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz archive (a truncated, overwritten or foreign file); {fix}.")
     try:

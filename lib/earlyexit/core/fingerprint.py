@@ -58,8 +58,18 @@ _Located = tuple[ast.stmt, Sequence[str]]  # a statement and the source lines it
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_BINDERS = (*_DEFS, ast.ClassDef, ast.ExceptHandler, ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom,
-            ast.MatchAs, ast.MatchStar, ast.MatchMapping)
+_BINDERS = (
+    *_DEFS,
+    ast.ClassDef,
+    ast.ExceptHandler,
+    ast.Global,
+    ast.Nonlocal,
+    ast.Import,
+    ast.ImportFrom,
+    ast.MatchAs,
+    ast.MatchStar,
+    ast.MatchMapping,
+)
 _DROPPED = object()
 
 
@@ -195,8 +205,10 @@ class _Walker:
         return isinstance(name, str) and (name == self.package or name.startswith(self.package + "."))
 
     def marked(self, *objects: object) -> bool:
-        return any(id(obj) in self.opaque or getattr(obj, "__dict__", {}).get("__fingerprint_opaque__", False)
-                   for obj in objects)
+        return any(
+            id(obj) in self.opaque or getattr(obj, "__dict__", {}).get("__fingerprint_opaque__", False)
+            for obj in objects
+        )
 
     def info(self, module: types.ModuleType) -> _ModuleInfo:
         if module.__name__ not in self.infos:
@@ -481,13 +493,20 @@ class _Normaliser(ast.NodeTransformer):
     def _import_targets(self, node: ast.Import | ast.ImportFrom) -> list[_Node | None]:
         """Per name the statement imports, the package object it is, or None."""
         if isinstance(node, ast.Import):
-            return [self.walker.module_named(alias.name if alias.asname else alias.name.partition(".")[0])
-                    for alias in node.names]
+            return [
+                self.walker.module_named(alias.name if alias.asname else alias.name.partition(".")[0])
+                for alias in node.names
+            ]
         owner = self.walker.module_named(_absolute(node, self.module.__package__ or ""))
         if owner is None:
             return [None] * len(node.names)
-        return [None if alias.name == "*" else self.walker.reference(owner.target, alias.name)
-                or self.walker.module_named(f"{owner.target.__name__}.{alias.name}") for alias in node.names]
+        return [
+            None
+            if alias.name == "*"
+            else self.walker.reference(owner.target, alias.name)
+            or self.walker.module_named(f"{owner.target.__name__}.{alias.name}")
+            for alias in node.names
+        ]
 
 
 @functools.lru_cache(maxsize=512)
@@ -577,7 +596,7 @@ def _first_line(node: ast.stmt) -> int:
 
 def _fresh(statement: ast.stmt, lines: Sequence[str]) -> ast.stmt:
     """A new parse of `statement` from its source lines (faster than a deep copy), free to rewrite."""
-    text = "".join(lines[_first_line(statement) - 1:statement.end_lineno])
+    text = "".join(lines[_first_line(statement) - 1 : statement.end_lineno])
     indent = len(text) - len(text.lstrip(" \t"))
     if indent != statement.col_offset:  # it shares its first line with an earlier statement
         return copy.deepcopy(statement)

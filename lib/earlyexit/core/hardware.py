@@ -86,8 +86,15 @@ def machine_record(precision: str | None = None) -> dict:
     """The machine a result was made on, as artifacts record it (``precision``: the one used;
     ``native_bf16``: whether the CPU computes bf16 natively, which tells apart CPUs of one model name)."""
     dev, cpu = device(), cpu_info()
-    record = {"platform": platform.platform(), "cpu": cpu.model, "native_bf16": cpu.native_bf16,
-              "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": dev.type}
+    record = {
+        "platform": platform.platform(),
+        "cpu": cpu.model,
+        "native_bf16": cpu.native_bf16,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": dev.type,
+    }
     if dev.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(dev)
     if precision is not None:

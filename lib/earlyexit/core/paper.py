@@ -18,18 +18,29 @@ A_TABLE1 = {
 #: Paper A §III: VGG16-BN (Fig. 2) on CIFAR-10 with both confidence thresholds at 0.99: share of the
 #: test samples answered by each exit (%), and average MFLOPs per sample in all and on the device,
 #: for the early-exit network and for an oracle that computes only the exit that answers.
-A_SEC3 = {"exit_share": (66.62, 19.81, 13.57), "total_mflops": 79.64, "device_mflops": 42.44,
-          "oracle_total_mflops": 72.13, "oracle_device_mflops": 34.93}
+A_SEC3 = {
+    "exit_share": (66.62, 19.81, 13.57),
+    "total_mflops": 79.64,
+    "device_mflops": 42.44,
+    "oracle_total_mflops": 72.13,
+    "oracle_device_mflops": 34.93,
+}
 
 #: Paper A Table II: EP architectures on CIFAR-100, (accuracy %, on-device MFLOPs, EP MFLOPs) by
 #: (backbone, architecture).
 A_TABLE2 = {
-    ("alexnet", "ours"): (60.52, 13.27, 0.40), ("alexnet", "w/o Cat. & SE"): (60.52, 13.53, 0.29),
-    ("alexnet", "FCs only"): (60.50, 14.43, 0.39), ("alexnet", "LeNet"): (60.44, 13.90, 0.67),
-    ("vgg16bn", "ours"): (74.39, 67.30, 0.40), ("vgg16bn", "w/o Cat. & SE"): (74.49, 67.65, 0.29),
-    ("vgg16bn", "FCs only"): (74.51, 70.38, 0.39), ("vgg16bn", "LeNet"): (74.46, 68.46, 0.67),
-    ("resnet44", "ours"): (72.60, 41.67, 0.40), ("resnet44", "w/o Cat. & SE"): (72.57, 41.71, 0.29),
-    ("resnet44", "FCs only"): (72.62, 42.71, 0.39), ("resnet44", "LeNet"): (72.61, 42.21, 0.67),
+    ("alexnet", "ours"): (60.52, 13.27, 0.40),
+    ("alexnet", "w/o Cat. & SE"): (60.52, 13.53, 0.29),
+    ("alexnet", "FCs only"): (60.50, 14.43, 0.39),
+    ("alexnet", "LeNet"): (60.44, 13.90, 0.67),
+    ("vgg16bn", "ours"): (74.39, 67.30, 0.40),
+    ("vgg16bn", "w/o Cat. & SE"): (74.49, 67.65, 0.29),
+    ("vgg16bn", "FCs only"): (74.51, 70.38, 0.39),
+    ("vgg16bn", "LeNet"): (74.46, 68.46, 0.67),
+    ("resnet44", "ours"): (72.60, 41.67, 0.40),
+    ("resnet44", "w/o Cat. & SE"): (72.57, 41.71, 0.29),
+    ("resnet44", "FCs only"): (72.62, 42.71, 0.39),
+    ("resnet44", "LeNet"): (72.61, 42.21, 0.67),
 }
 
 #: Paper A Table III (two early exits) and Table IV (three, ResNet44): output size of each
@@ -85,16 +96,28 @@ B_FIG4_SPREAD_MS = {90: 0.07, 95: 0.1}
 #: Paper B Table II: accuracy (%) of the optimal static plan ("Statis") and of EINet ("Ours"), by
 #: (dataset, model); uniform preemption (§VI-A).
 B_TABLE2 = {
-    ("cifar10", "B-AlexNet"): (78.43, 78.71), ("cifar10", "ResNet-50"): (85.62, 86.65),
-    ("cifar10", "FlexVGG-16"): (88.10, 88.23), ("cifar10", "MSDNet21"): (80.87, 81.11),
-    ("cifar10", "VGG-16"): (88.98, 89.12), ("cifar10", "MSDNet40"): (86.38, 86.60),
-    ("cifar100", "B-AlexNet"): (46.40, 46.41), ("cifar100", "ResNet-50"): (62.73, 63.29),
-    ("cifar100", "FlexVGG-16"): (65.88, 66.03), ("cifar100", "MSDNet21"): (62.25, 63.92),
-    ("cifar100", "VGG-16"): (65.63, 66.08), ("cifar100", "MSDNet40"): (66.14, 67.93),
+    ("cifar10", "B-AlexNet"): (78.43, 78.71),
+    ("cifar10", "ResNet-50"): (85.62, 86.65),
+    ("cifar10", "FlexVGG-16"): (88.10, 88.23),
+    ("cifar10", "MSDNet21"): (80.87, 81.11),
+    ("cifar10", "VGG-16"): (88.98, 89.12),
+    ("cifar10", "MSDNet40"): (86.38, 86.60),
+    ("cifar100", "B-AlexNet"): (46.40, 46.41),
+    ("cifar100", "ResNet-50"): (62.73, 63.29),
+    ("cifar100", "FlexVGG-16"): (65.88, 66.03),
+    ("cifar100", "MSDNet21"): (62.25, 63.92),
+    ("cifar100", "VGG-16"): (65.63, 66.08),
+    ("cifar100", "MSDNet40"): (66.14, 67.93),
 }
 #: Our model names -> Paper B's (Tables II, III).
-B_MODEL_NAMES = {"b_alexnet": "B-AlexNet", "resnet50_finegrained": "ResNet-50", "flexvgg16": "FlexVGG-16",
-                 "msdnet21": "MSDNet21", "vgg16_finegrained": "VGG-16", "msdnet40": "MSDNet40"}
+B_MODEL_NAMES = {
+    "b_alexnet": "B-AlexNet",
+    "resnet50_finegrained": "ResNet-50",
+    "flexvgg16": "FlexVGG-16",
+    "msdnet21": "MSDNet21",
+    "vgg16_finegrained": "VGG-16",
+    "msdnet40": "MSDNet40",
+}
 #: Paper B's headline gains in accuracy points (abstract, §VI-B): EINet over the static plans of
 #: Fig. 8 and over the dynamic plans of Fig. 9 (confidence thresholds, random search).
 B_GAIN_STATIC = (0.13, 16.5)

@@ -52,6 +52,9 @@ def save_table(df: pd.DataFrame, name: str, figures_dir: str | os.PathLike, prof
     df = df.assign(profile=profile)
     path = _target(name, figures_dir, ".csv")
     shown = df.astype(object).where(df.notna(), None)  # missing numbers print as blanks, not "nan"
-    for target, text in ((path, df.to_csv(index=False)), (path.with_suffix(".md"), shown.to_markdown(index=False, missingval=""))):
+    for target, text in (
+        (path, df.to_csv(index=False)),
+        (path.with_suffix(".md"), shown.to_markdown(index=False, missingval="")),
+    ):
         files.write_text(target, text + ("\n" if not text.endswith("\n") else ""))
     return path

@@ -15,8 +15,9 @@ from collections.abc import Callable
 import numpy as np
 
 
-def ab_compare(run_a: Callable[[], object], run_b: Callable[[], object], pairs: int = 30,
-               resamples: int = 2000, seed: int = 0) -> dict:
+def ab_compare(
+    run_a: Callable[[], object], run_b: Callable[[], object], pairs: int = 30, resamples: int = 2000, seed: int = 0
+) -> dict:
     """Time ``run_a`` and ``run_b`` in ``pairs`` interleaved pairs; how much faster B is than A, in %.
 
     Returns ``a_s``, ``b_s`` (median seconds per call), ``saved_pct`` (mean over pairs of
@@ -37,5 +38,12 @@ def ab_compare(run_a: Callable[[], object], run_b: Callable[[], object], pairs: 
     boot = np.random.default_rng(seed).choice(saved, size=(resamples, pairs)).mean(1)
     low, high = np.percentile(boot, [2.5, 97.5])
     verdict = "B faster" if low > 0 else "B slower" if high < 0 else "within noise"
-    return {"a_s": float(np.median(a)), "b_s": float(np.median(b)), "saved_pct": float(saved.mean()),
-            "ci_low": float(low), "ci_high": float(high), "verdict": verdict, "pairs": pairs}
+    return {
+        "a_s": float(np.median(a)),
+        "b_s": float(np.median(b)),
+        "saved_pct": float(saved.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "verdict": verdict,
+        "pairs": pairs,
+    }

@@ -88,8 +88,16 @@ def cs_profile(probs: torch.Tensor, labels: torch.Tensor, split: str) -> dict[st
 
 
 @bookkeeping
-def write(directory: str | os.PathLike, arrays: dict[str, np.ndarray], *, params: dict,
-                  data_sha256: str, wall_time_s: float, machine: dict | None = None, **info) -> dict:
+def write(
+    directory: str | os.PathLike,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict,
+    data_sha256: str,
+    wall_time_s: float,
+    machine: dict | None = None,
+    **info,
+) -> dict:
     """Write ``arrays`` and their manifest atomically into ``directory``; returns the manifest.
 
     ``params`` are what the artifact must match to be current (model, dataset, profile, training
@@ -129,15 +137,20 @@ def trained_precision(manifest: dict) -> str:
 @bookkeeping
 def staleness(manifest: dict, params: dict, data_sha256: str | None = None) -> list[str]:
     """Reasons why an artifact with ``manifest`` does not match ``params``/code/data (empty: current)."""
-    reasons = [f"parameter {k!r} is {manifest['params'].get(k)!r}, wanted {v!r}"
-               for k, v in params.items() if k != "precision" and manifest["params"].get(k) != v]
+    reasons = [
+        f"parameter {k!r} is {manifest['params'].get(k)!r}, wanted {v!r}"
+        for k, v in params.items()
+        if k != "precision" and manifest["params"].get(k) != v
+    ]
     wanted = params.get("precision", "auto")
     if wanted != "auto" and trained_precision(manifest) != wanted:
         reasons.append(f"trained in {trained_precision(manifest)}, but precision {wanted!r} was asked for")
     if manifest["code_sha256"] != provenance.code_fingerprint(manifest["params"]):
         made_at = manifest.get("recertified", [{}])[-1].get("to_commit", manifest.get("git_commit"))
-        reasons.append(f"made by other code (what its stage computes changed since commit {made_at}: "
-                       f"{provenance.changed_code(manifest)})")
+        reasons.append(
+            f"made by other code (what its stage computes changed since commit {made_at}: "
+            f"{provenance.changed_code(manifest)})"
+        )
     if data_sha256 is not None and manifest["data_sha256"] != data_sha256:
         reasons.append("made from other data (dataset checksum differs)")
     return reasons
@@ -149,8 +162,10 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.exists():
-        raise ArtifactError(f"no artifact in {directory} (missing {MANIFEST}); create it with the training "
-                            f"stage: `python -m earlyexit.pipeline --profile {directory.parent.name} --stages train`")
+        raise ArtifactError(
+            f"no artifact in {directory} (missing {MANIFEST}); create it with the training "
+            f"stage: `python -m earlyexit.pipeline --profile {directory.parent.name} --stages train`"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -159,8 +174,10 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     if problem:
         raise ArtifactError(f"{path} is not an artifact manifest: {problem}; {_rebuild_hint(directory)}")
     if not ((directory / NPZ).exists() and files.file_sha256(directory / NPZ) == manifest["npz_sha256"]):
-        raise ArtifactError(f"{directory / NPZ} is missing or does not match the checksum in its manifest "
-                            f"(corrupt or half-written); {_rebuild_hint(directory)}")
+        raise ArtifactError(
+            f"{directory / NPZ} is missing or does not match the checksum in its manifest "
+            f"(corrupt or half-written); {_rebuild_hint(directory)}"
+        )
     return manifest
 
 
@@ -189,14 +206,18 @@ def _rebuild_hint(directory: str | os.PathLike, code_changed: bool = False) -> s
     """How to get a current artifact back: the shipped copy from git, recertification, or retraining."""
     directory = Path(directory)
     profile, job = directory.parent.name, directory.name
-    retrain = (f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
-               f"(job {job}; a cpu-profile job takes minutes to hours)")
+    retrain = (
+        f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
+        f"(job {job}; a cpu-profile job takes minutes to hours)"
+    )
     hints = []
     if directory.exists() and _modified_shipped(directory):
         hints.append(f"restore the shipped copy with `git checkout -- {directory}`")
     if code_changed:
-        hints.append(f"if your code change does not alter what training computes, prove it and update the "
-                     f"manifest with `python -m earlyexit.engine.recertify {directory}`")
+        hints.append(
+            f"if your code change does not alter what training computes, prove it and update the "
+            f"manifest with `python -m earlyexit.engine.recertify {directory}`"
+        )
     return "; or ".join(hints + [retrain])
 
 
@@ -208,8 +229,9 @@ def open_arrays(directory: str | os.PathLike):
 
 
 @bookkeeping
-def read(directory: str | os.PathLike, params: dict | None = None, data_sha256: str | None = None,
-                 allow_stale: bool = False) -> Artifact:
+def read(
+    directory: str | os.PathLike, params: dict | None = None, data_sha256: str | None = None, allow_stale: bool = False
+) -> Artifact:
     """Load a artifact, refusing it if corrupt, or stale against ``params``/code/data.
 
     With ``allow_stale=True`` a stale artifact is returned with a warning instead.

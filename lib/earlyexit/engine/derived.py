@@ -63,15 +63,21 @@ def stored_for(path: str | os.PathLike, key: dict) -> bool:
     if not isinstance(info, dict) or info.get("key") != json.loads(json.dumps(key)) or not path.exists():
         return False
     if info.get("sha256") != files.file_sha256(path):
-        warnings.warn(f"{path} does not match the checksum in {record.name} (edited or cut); computing it again",
-                      stacklevel=3)
+        warnings.warn(
+            f"{path} does not match the checksum in {record.name} (edited or cut); computing it again", stacklevel=3
+        )
         return False
     return True
 
 
 @bookkeeping
-def load_or_compute(path: str | os.PathLike, key: dict, compute: Callable[[], T],
-                    write: Callable[[T, Path], None], read: Callable[[Path], T]) -> T:
+def load_or_compute(
+    path: str | os.PathLike,
+    key: dict,
+    compute: Callable[[], T],
+    write: Callable[[T, Path], None],
+    read: Callable[[Path], T],
+) -> T:
     """``read(path)`` if ``path`` was computed for ``key`` (:func:`stored_for`), else ``compute()`` stored
     with ``write`` and read back (so that a fresh and a stored result are the same object to the caller)."""
     path = Path(path)
@@ -88,14 +94,20 @@ def load_or_compute(path: str | os.PathLike, key: dict, compute: Callable[[], T]
 @bookkeeping
 def write_record(path: str | os.PathLike, key: dict, **info) -> None:
     """Write the record of the derived result ``path``: its key, its sha256, when, at which commit, where."""
-    record = {"key": json.loads(json.dumps(key)), "sha256": files.file_sha256(path),
-              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "git_commit": artifacts.git_commit(), "machine": hardware.machine_record(), **info}
+    record = {
+        "key": json.loads(json.dumps(key)),
+        "sha256": files.file_sha256(path),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": artifacts.git_commit(),
+        "machine": hardware.machine_record(),
+        **info,
+    }
     files.write_text(record_path(path), json.dumps(record, indent=1))
 
 
 @bookkeeping
 def frame(path: str | os.PathLike, key: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """:func:`load_or_compute` for a table, stored as CSV (floats round-trip exactly)."""
-    return load_or_compute(path, key, compute, lambda df, tmp: df.to_csv(tmp, index=False),
-                           lambda p: pd.read_csv(p, **_EXACT_FLOATS))
+    return load_or_compute(
+        path, key, compute, lambda df, tmp: df.to_csv(tmp, index=False), lambda p: pd.read_csv(p, **_EXACT_FLOATS)
+    )

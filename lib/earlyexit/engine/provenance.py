@@ -42,7 +42,8 @@ def stage_kind(params: dict) -> str:
 def code_roots(params: dict) -> tuple[tuple, tuple]:
     """``(roots, opaque)`` of the computation that made an artifact with ``params``."""
     roots_of: Callable[[dict], tuple[tuple, tuple]] = importlib.import_module(
-        STAGE_MODULES[stage_kind(params)]).STAGE.code_roots
+        STAGE_MODULES[stage_kind(params)]
+    ).STAGE.code_roots
     return roots_of(params)
 
 
@@ -62,8 +63,10 @@ def code_digests(params: dict) -> dict[str, str]:
     """A short digest of every function, class and constant in the code an artifact depends on, by name
     (recorded in its manifest, so that a stale artifact can say which of them changed)."""
     roots, opaque = code_roots(params)
-    return {name: hashlib.sha256(source.encode()).hexdigest()[:16]
-            for name, source in closure(*roots, opaque=opaque).items()}
+    return {
+        name: hashlib.sha256(source.encode()).hexdigest()[:16]
+        for name, source in closure(*roots, opaque=opaque).items()
+    }
 
 
 def changed_code(manifest: dict) -> str:
@@ -73,7 +76,9 @@ def changed_code(manifest: dict) -> str:
         return "this manifest does not record which"
     now = code_digests(manifest["params"])
     changed = sorted(n for n in recorded.keys() & now.keys() if recorded[n] != now[n])
-    parts = [f"changed {', '.join(changed)}" if changed else "",
-             f"new {', '.join(sorted(now.keys() - recorded.keys()))}" if now.keys() - recorded.keys() else "",
-             f"gone {', '.join(sorted(recorded.keys() - now.keys()))}" if recorded.keys() - now.keys() else ""]
+    parts = [
+        f"changed {', '.join(changed)}" if changed else "",
+        f"new {', '.join(sorted(now.keys() - recorded.keys()))}" if now.keys() - recorded.keys() else "",
+        f"gone {', '.join(sorted(recorded.keys() - now.keys()))}" if recorded.keys() - now.keys() else "",
+    ]
     return "; ".join(p for p in parts if p) or "no single entry (their set differs)"

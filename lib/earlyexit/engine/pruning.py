@@ -77,9 +77,13 @@ def prune_filters(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...
     was_training = model.training
     model.eval()
     pruner = tp.pruner.MetaPruner(
-        model, torch.zeros(1, *input_shape),
+        model,
+        torch.zeros(1, *input_shape),
         importance=tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
-        pruning_ratio=ratio, ignored_layers=kept_layers(model), root_module_types=[nn.Conv2d])
+        pruning_ratio=ratio,
+        ignored_layers=kept_layers(model),
+        root_module_types=[nn.Conv2d],
+    )
     pruner.step()
     model.train(was_training)
     return model
@@ -91,30 +95,40 @@ def finetune_config(profile: str, model_name: str, **overrides) -> TrainConfig:
     return replace(profile_config(profile, model_name, **overrides), **FINETUNE[profile])
 
 
-def prune_params(model_name: str, dataset: str, profile: str, ratio: float, source_npz_sha256: str,
-                 **overrides) -> dict:
+def prune_params(
+    model_name: str, dataset: str, profile: str, ratio: float, source_npz_sha256: str, **overrides
+) -> dict:
     """The parameters a pruning artifact records and must match to be current: the pruned job, the ratio,
     the fine-tuning recipe and the training artifact whose weights were pruned."""
-    return {"stage": "prune", "model": model_name, "dataset": dataset, "profile": profile,
-            "pruning_ratio": check_ratio(ratio), "source_npz_sha256": source_npz_sha256,
-            "finetune": asdict(finetune_config(profile, model_name, **overrides))}
+    return {
+        "stage": "prune",
+        "model": model_name,
+        "dataset": dataset,
+        "profile": profile,
+        "pruning_ratio": check_ratio(ratio),
+        "source_npz_sha256": source_npz_sha256,
+        "finetune": asdict(finetune_config(profile, model_name, **overrides)),
+    }
 
 
 def run_dir(artifact_root: str | Path, profile: str, model_name: str, dataset: str, ratio: float) -> Path:
     """The folder of a pruning artifact: beside its training artifact, e.g. ``resnet44-cifar100-pruned10``."""
     return artifacts.run_dir(artifact_root, profile, model_name, dataset).with_name(
-        f"{model_name}-{dataset}-pruned{round(100 * check_ratio(ratio)):02d}")
+        f"{model_name}-{dataset}-pruned{round(100 * check_ratio(ratio)):02d}"
+    )
 
 
-def load_artifact(artifact_root: str | Path, profile: str, model_name: str, dataset: str,
-                  **overrides) -> artifacts.Artifact:
+def load_artifact(
+    artifact_root: str | Path, profile: str, model_name: str, dataset: str, **overrides
+) -> artifacts.Artifact:
     """The artifact of a training job whose recipe ``overrides`` changes, refused if missing, corrupt or stale."""
-    return artifacts.read(artifacts.run_dir(artifact_root, profile, model_name, dataset),
-                                  stage_params(model_name, dataset, profile, **overrides))
+    return artifacts.read(
+        artifacts.run_dir(artifact_root, profile, model_name, dataset),
+        stage_params(model_name, dataset, profile, **overrides),
+    )
 
 
-def trained_model(artifact_root: str | Path, profile: str, model_name: str, dataset: str,
-                  **overrides) -> MultiExitNet:
+def trained_model(artifact_root: str | Path, profile: str, model_name: str, dataset: str, **overrides) -> MultiExitNet:
     """The trained network of a training job, from the checkpoint its training stage left beside the artifact.
 
     The checkpoint must be the run that made the current artifact (same recipe, data and per-epoch
@@ -124,17 +138,27 @@ def trained_model(artifact_root: str | Path, profile: str, model_name: str, data
     run = load_artifact(artifact_root, profile, model_name, dataset, **overrides)
     directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)
     checkpoint = directory / "checkpoint.pt"
-    retrain = (f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
-               f"(job {directory.name}), then run this stage in the same working tree")
+    retrain = (
+        f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
+        f"(job {directory.name}), then run this stage in the same working tree"
+    )
     if not checkpoint.exists():
-        raise FileNotFoundError(f"the trained weights of {directory.name} are needed, but {checkpoint} is missing "
-                                f"(checkpoints are not shipped); {retrain}")
+        raise FileNotFoundError(
+            f"the trained weights of {directory.name} are needed, but {checkpoint} is missing "
+            f"(checkpoints are not shipped); {retrain}"
+        )
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    same = (isinstance(state, dict) and state.get("config") == asdict(profile_config(profile, model_name, **overrides))
-            and state.get("data_sha256") == run.manifest["data_sha256"] and state.get("history") == run.manifest["history"])
+    same = (
+        isinstance(state, dict)
+        and state.get("config") == asdict(profile_config(profile, model_name, **overrides))
+        and state.get("data_sha256") == run.manifest["data_sha256"]
+        and state.get("history") == run.manifest["history"]
+    )
     if not same:
-        raise CheckpointError(f"{checkpoint} is not the run that made the artifact in {directory} (other recipe, "
-                              f"data or history); {retrain}")
+        raise CheckpointError(
+            f"{checkpoint} is not the run that made the artifact in {directory} (other recipe, "
+            f"data or history); {retrain}"
+        )
     model = build_model(model_name, dataset)
     model.load_state_dict(state["model"])
     return model
@@ -146,9 +170,17 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
     return (prune_and_profile, BUILDERS[params["model"]]), ZOO + RECORDED
 
 
-def prune_and_profile(model_name: str, dataset: str, profile: str, ratio: float, artifact_root: str | Path,
-                      data_dir: str | None = None, progress: bool = True, force: bool = False,
-                      **overrides) -> artifacts.Artifact:
+def prune_and_profile(
+    model_name: str,
+    dataset: str,
+    profile: str,
+    ratio: float,
+    artifact_root: str | Path,
+    data_dir: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+    **overrides,
+) -> artifacts.Artifact:
     """The pruning stage: prune a trained job's on-device network, fine-tune it and write its artifact.
 
     The artifact holds the test split's CS-profile (as the training stage's) and ``part_flops``: the
@@ -162,19 +194,26 @@ def prune_and_profile(model_name: str, dataset: str, profile: str, ratio: float,
     if not force:
         with contextlib.suppress(artifacts.ArtifactError):
             return artifacts.read(directory, params, ds.sha256)
-    model = prune_filters(trained_model(artifact_root, profile, model_name, dataset, **overrides), ratio,
-                          tuple(ds.x_test.shape[1:]))
+    model = prune_filters(
+        trained_model(artifact_root, profile, model_name, dataset, **overrides), ratio, tuple(ds.x_test.shape[1:])
+    )
     cfg = finetune_config(profile, model_name, **overrides)
     checkpoint = directory / "checkpoint.pt"
-    history = train(model, ds, cfg, checkpoint, progress, code_sha256=provenance.code_fingerprint(params),
-                    fresh=force)
+    history = train(model, ds, cfg, checkpoint, progress, code_sha256=provenance.code_fingerprint(params), fresh=force)
     idx = data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
     arrays = artifacts.cs_profile(predict(model, ds.x_test[idx], ds.name, progress=progress), ds.y_test[idx], "test")
     arrays["part_flops"] = np.array([[p.stage, p.exit] for p in part_flops(model.cpu(), tuple(ds.x_test.shape[1:]))])
-    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
-                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history), history=history,
-                            test_accuracy=arrays["test_correct"].mean(0).tolist(),
-                            machine=hardware.machine_record(precision_used(history)))
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
     return artifacts.read(directory, params, ds.sha256)
@@ -186,8 +225,9 @@ def parts(run: artifacts.Artifact) -> list[PartFlops]:
     return [PartFlops(int(stage), int(exit_), ()) for stage, exit_ in run["part_flops"]]
 
 
-def load_pruned(artifact_root: str | Path, profile: str, model_name: str, dataset: str, ratio: float,
-                **overrides) -> artifacts.Artifact:
+def load_pruned(
+    artifact_root: str | Path, profile: str, model_name: str, dataset: str, ratio: float, **overrides
+) -> artifacts.Artifact:
     """A current pruning artifact (of the current training artifact), refused if missing, corrupt or stale."""
     source = artifacts.read_manifest(artifacts.run_dir(artifact_root, profile, model_name, dataset))
     params = prune_params(model_name, dataset, profile, ratio, source["npz_sha256"], **overrides)
@@ -196,11 +236,15 @@ def load_pruned(artifact_root: str | Path, profile: str, model_name: str, datase
 
 #: The pruning stage (:class:`.stage.Stage`): one job per ``[model, dataset, ratio]`` of a training job.
 STAGE = Stage(
-    kind="prune", fields=("model", "dataset", "ratio"), on_training=True,
+    kind="prune",
+    fields=("model", "dataset", "ratio"),
+    on_training=True,
     check=lambda profile, job: {**job, "ratio": check_ratio(job["ratio"])},
-    params=lambda profile, job, root: prune_params(job["model"], job["dataset"], profile, job["ratio"],
-                                                   training_source(root, profile, job), **job["overrides"]),
+    params=lambda profile, job, root: prune_params(
+        job["model"], job["dataset"], profile, job["ratio"], training_source(root, profile, job), **job["overrides"]
+    ),
     directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"], job["ratio"]),
     suffix=lambda job: f"-{job['model']}-{job['dataset']}-pruned{round(100 * job['ratio']):02d}",
     label=lambda job: f"{job['model']}, {100 * job['ratio']:.0f} % of on-device filters pruned, fine-tuned",
-    code_roots=code_roots)
+    code_roots=code_roots,
+)

@@ -48,7 +48,7 @@ RENAMED_PARAMS = {"bf16": ("precision", lambda on: "bf16" if on else "fp32")}
 REPLAY_TRAIN_PER_CLASS = {"cifar10": 20, "cifar100": 2, "mnist": 20}
 REPLAY_TEST_IMAGES = 64
 
-_PROBE = r'''
+_PROBE = r"""
 import dataclasses, json, sys, pathlib
 import torch
 from earlyexit.core import data
@@ -97,7 +97,7 @@ elif spec.get("stage") == "compress":
 probs = training.predict(model, x, ds.name, progress=False)
 torch.save({"state": model.state_dict(), "loss": [h["loss"] for h in history], "probs": probs, "extra": extra},
            out / "result.pt")
-'''
+"""
 
 
 class RecertifyError(RuntimeError):
@@ -122,8 +122,9 @@ def _probe(lib: Path, spec: dict) -> str:
 
 def _checkout(commit: str, target: Path) -> Path:
     """The package ``lib/earlyexit`` at ``commit``, extracted under ``target``; returns its ``lib``."""
-    archive = subprocess.run(["git", "archive", commit, "lib/earlyexit"], cwd=REPO,
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", commit, "lib/earlyexit"], cwd=REPO, capture_output=True, check=True
+    ).stdout
     target.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target / "lib"
@@ -145,8 +146,10 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
         lib = _checkout(commit, work / commit)
         if _probe(lib, _hash_spec(manifest)) == manifest["code_sha256"]:
             return commit, lib
-    raise RecertifyError(f"no commit from {first[:12]} on has code hashing to the manifest's code_sha256 "
-                         f"{manifest['code_sha256'][:12]}; the code that made this artifact is not in git")
+    raise RecertifyError(
+        f"no commit from {first[:12]} on has code hashing to the manifest's code_sha256 "
+        f"{manifest['code_sha256'][:12]}; the code that made this artifact is not in git"
+    )
 
 
 def _hash_spec(manifest: dict) -> dict:
@@ -166,14 +169,32 @@ def _replay_spec(manifest: dict, out: Path) -> dict:
         raise RecertifyError(f"no replay for artifacts of stage {stage!r}; stages: {', '.join(STAGE_CONFIGS)}")
     short = {"epochs": 1, "anneal_epochs": 1, "train_per_class": REPLAY_TRAIN_PER_CLASS[params["dataset"]]}
     stage_configs = [params[key] | short for key in STAGE_CONFIGS.get(stage, ())]
-    config = stage_configs[0] if stage else {
-        k: v for k, v in params.items() if k not in ("model", "dataset", "profile", "et_samples", *RENAMED_PARAMS)} | short
-    spec = {"model": params["model"], "dataset": params["dataset"], "config": config, "out": str(out),
-            "precision": _precision(manifest), "threads": torch.get_num_threads(), "test_images": REPLAY_TEST_IMAGES}
+    config = (
+        stage_configs[0]
+        if stage
+        else {
+            k: v for k, v in params.items() if k not in ("model", "dataset", "profile", "et_samples", *RENAMED_PARAMS)
+        }
+        | short
+    )
+    spec = {
+        "model": params["model"],
+        "dataset": params["dataset"],
+        "config": config,
+        "out": str(out),
+        "precision": _precision(manifest),
+        "threads": torch.get_num_threads(),
+        "test_images": REPLAY_TEST_IMAGES,
+    }
     if stage:
-        spec |= {"stage": stage, "stage_configs": stage_configs, "ratio": params.get("pruning_ratio"),
-                 "reduction": params.get("reduction"), "bits": params.get("bits"),
-                 "encoder_prune_ratios": params.get("encoder_prune_ratios")}
+        spec |= {
+            "stage": stage,
+            "stage_configs": stage_configs,
+            "ratio": params.get("pruning_ratio"),
+            "reduction": params.get("reduction"),
+            "bits": params.get("bits"),
+            "encoder_prune_ratios": params.get("encoder_prune_ratios"),
+        }
     return spec
 
 
@@ -185,14 +206,20 @@ def _precision(manifest: dict) -> str:
 
 def _identical(a: dict, b: dict) -> list[str]:
     """Names of what differs between two replay results (empty: bit for bit equal)."""
-    differ = [k for k in a["state"].keys() | b["state"].keys()
-              if k not in a["state"] or k not in b["state"] or not torch.equal(a["state"][k], b["state"][k])]
+    differ = [
+        k
+        for k in a["state"].keys() | b["state"].keys()
+        if k not in a["state"] or k not in b["state"] or not torch.equal(a["state"][k], b["state"][k])
+    ]
     if a["loss"] != b["loss"]:
         differ.append("loss")
     if not torch.equal(a["probs"], b["probs"]):
         differ.append("probs")
-    differ += [k for k in a.get("extra", {}).keys() | b.get("extra", {}).keys()
-               if a.get("extra", {}).get(k) != b.get("extra", {}).get(k)]
+    differ += [
+        k
+        for k in a.get("extra", {}).keys() | b.get("extra", {}).keys()
+        if a.get("extra", {}).get(k) != b.get("extra", {}).get(k)
+    ]
     return sorted(differ)
 
 
@@ -218,26 +245,41 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
             results[label] = torch.load(out / "result.pt", weights_only=False)
     differ = _identical(results["old"], results["new"])
     if differ:
-        raise RecertifyError(f"the new code computes something else than the code of {old_commit[:12]} "
-                             f"({len(differ)} difference(s), first: {differ[:3]}); retrain the artifact")
+        raise RecertifyError(
+            f"the new code computes something else than the code of {old_commit[:12]} "
+            f"({len(differ)} difference(s), first: {differ[:3]}); retrain the artifact"
+        )
     spec = _replay_spec(manifest, Path("."))
-    record = {"from_code_sha256": manifest["code_sha256"], "from_commit": old_commit,
-              "to_code_sha256": new_code, "to_commit": artifacts.git_commit(),
-              "replay": {k: spec[k] for k in ("config", "precision", "threads", "test_images", "stage", "stage_configs")
-                         if k in spec},
-              "compared": "trained weights, losses and test probabilities" + (
-                  f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
-                          + ", bit for bit: identical",
-              "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
-              "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "cpu": hardware.cpu_info().model}
+    record = {
+        "from_code_sha256": manifest["code_sha256"],
+        "from_commit": old_commit,
+        "to_code_sha256": new_code,
+        "to_commit": artifacts.git_commit(),
+        "replay": {
+            k: spec[k] for k in ("config", "precision", "threads", "test_images", "stage", "stage_configs") if k in spec
+        },
+        "compared": "trained weights, losses and test probabilities"
+        + (f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
+        + ", bit for bit: identical",
+        "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": hardware.cpu_info().model,
+    }
     params = dict(manifest["params"])
     for old, (new, translate) in RENAMED_PARAMS.items():
         if old in params:
             params[new] = translate(params.pop(old))
-    machine = {**manifest.get("machine", {}), "precision": manifest.get("machine", {}).get("precision", _precision(manifest))}
-    updated = {**manifest, "params": params, "machine": machine, "code_sha256": new_code,
-               "recertified": [*manifest.get("recertified", []), record]}
+    machine = {
+        **manifest.get("machine", {}),
+        "precision": manifest.get("machine", {}).get("precision", _precision(manifest)),
+    }
+    updated = {
+        **manifest,
+        "params": params,
+        "machine": machine,
+        "code_sha256": new_code,
+        "recertified": [*manifest.get("recertified", []), record],
+    }
     artifacts.write_manifest(directory, updated)
     return updated
 
@@ -252,8 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         except (RecertifyError, artifacts.ArtifactError) as err:
             raise SystemExit(f"{directory}: not recertified: {err}") from None
         last = manifest.get("recertified", [{}])[-1]
-        print(f"{directory}: current for code {manifest['code_sha256'][:12]}"
-              + (f" (recertified from {last['from_code_sha256'][:12]})" if last else ""))
+        print(
+            f"{directory}: current for code {manifest['code_sha256'][:12]}"
+            + (f" (recertified from {last['from_code_sha256'][:12]})" if last else "")
+        )
 
 
 if __name__ == "__main__":

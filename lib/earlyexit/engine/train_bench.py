@@ -76,8 +76,13 @@ def _predict_seconds(model, x: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
-def throughput(models: list[str] | None = None, dataset: str = "cifar100", steps: int = 3,
-               precisions: tuple[str, ...] = ("fp32", "bf16"), progress: bool = True) -> pd.DataFrame:
+def throughput(
+    models: list[str] | None = None,
+    dataset: str = "cifar100",
+    steps: int = 3,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+    progress: bool = True,
+) -> pd.DataFrame:
     """Training and prediction rates (images/s) of ``models`` (default: all) on this CPU, per precision.
 
     ``models`` may name :data:`VARIANTS` too (timed with their recipe model's batch size).
@@ -102,15 +107,31 @@ def throughput(models: list[str] | None = None, dataset: str = "cifar100", steps
             x = data.normalize(ds.x_train[:batch], dataset).contiguous(memory_format=torch.channels_last)
             seconds = _step_seconds(model.train(), x, ds.y_train[:batch], precision, 1 if emulated else steps)
             rate = batch / seconds
-            rows.append({"model": name, "precision": precision, "emulated": emulated, "batch": batch,
-                         "train_img_s": rate, "epoch_min": EPOCH_IMAGES[dataset] / rate / 60,
-                         "predict_img_s": predict_rate, "single_ms": single_ms})
+            rows.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "emulated": emulated,
+                    "batch": batch,
+                    "train_img_s": rate,
+                    "epoch_min": EPOCH_IMAGES[dataset] / rate / 60,
+                    "predict_img_s": predict_rate,
+                    "single_ms": single_ms,
+                }
+            )
             if progress:
-                print(f"{name:15s} {precision}{' (emulated)' if emulated else '':11s} {rate:8.1f} img/s  "
-                      f"{EPOCH_IMAGES[dataset] / rate / 60:7.1f} min/epoch", flush=True)
+                print(
+                    f"{name:15s} {precision}{' (emulated)' if emulated else '':11s} {rate:8.1f} img/s  "
+                    f"{EPOCH_IMAGES[dataset] / rate / 60:7.1f} min/epoch",
+                    flush=True,
+                )
     df = pd.DataFrame(rows)
-    df.attrs = {"cpu": cpu.model, "native_bf16": cpu.native_bf16, "threads": torch.get_num_threads(),
-                "dataset": dataset}
+    df.attrs = {
+        "cpu": cpu.model,
+        "native_bf16": cpu.native_bf16,
+        "threads": torch.get_num_threads(),
+        "dataset": dataset,
+    }
     return df
 
 
@@ -130,7 +151,15 @@ def job_plan(rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile:
         predict_min = PROFILE_IMAGES[dataset] / rate["predict_img_s"] / 60
         et_samples = training.stage_params(model, dataset, profile, **overrides).get("et_samples", 0)
         et_min = et_samples * rate["single_ms"] / 1e3 / 60
-        rows.append({"model": model, "dataset": dataset, "epochs": cfg.epochs, "precision": precision,
-                     "train_min": train_min, "predict_min": predict_min + et_min,
-                     "total_h": (train_min + predict_min + et_min) / 60})
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "epochs": cfg.epochs,
+                "precision": precision,
+                "train_min": train_min,
+                "predict_min": predict_min + et_min,
+                "total_h": (train_min + predict_min + et_min) / 60,
+            }
+        )
     return pd.DataFrame(rows)

@@ -69,8 +69,12 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1, "or None for the whole split")
         _check_int("seed", self.seed, 0)
-        for name, low, high in (("lr", 0.0, math.inf), ("lr_end", 0.0, math.inf), ("momentum", 0.0, 1.0),
-                                ("weight_decay", 0.0, math.inf)):
+        for name, low, high in (
+            ("lr", 0.0, math.inf),
+            ("lr_end", 0.0, math.inf),
+            ("momentum", 0.0, 1.0),
+            ("weight_decay", 0.0, math.inf),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
                 raise ValueError(f"training parameter {name!r} must be a number in [{low}, {high}), got {value!r}")
@@ -81,13 +85,21 @@ class TrainConfig:
 
 def _check_int(name: str, value, low: int, alternative: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"training parameter {name!r} must be an integer >= {low}{' ' + alternative if alternative else ''}, "
-                         f"got {value!r} ({type(value).__name__})")
+        raise ValueError(
+            f"training parameter {name!r} must be an integer >= {low}{' ' + alternative if alternative else ''}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
 
 
 #: ``smoke`` trains in fp32 on every machine, so that CI computes the same networks on every CPU kind.
-_SMOKE = {"epochs": 1, "anneal_epochs": 1, "train_per_class": 10, "test_per_class": 5, "batch_size": 64,
-          "precision": "fp32"}
+_SMOKE = {
+    "epochs": 1,
+    "anneal_epochs": 1,
+    "train_per_class": 10,
+    "test_per_class": 5,
+    "batch_size": 64,
+    "precision": "fp32",
+}
 _PAPER_B = TrainConfig(epochs=300, anneal_epochs=300, batch_size=64, lr=1e-3, lr_end=1e-3, weight_decay=1e-4)
 
 #: Hyper-parameters by recipe (the paper whose models are trained) and profile.
@@ -153,8 +165,17 @@ def augmented(x: Tensor, dataset: str, generator: torch.Generator) -> Tensor:
     return data.augment(x, generator) if AUGMENTED[dataset] else x
 
 
-def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Dataset, idx: Tensor,
-                 cfg: TrainConfig, epoch: int, dev: torch.device, precision: str, bar: tqdm) -> float:
+def _train_epoch(
+    model: MultiExitNet,
+    opt: torch.optim.Optimizer,
+    ds: data.Dataset,
+    idx: Tensor,
+    cfg: TrainConfig,
+    epoch: int,
+    dev: torch.device,
+    precision: str,
+    bar: tqdm,
+) -> float:
     """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
     gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
     torch.manual_seed(_epoch_seed(cfg, epoch))
@@ -163,8 +184,10 @@ def _train_epoch(model: MultiExitNet, opt: torch.optim.Optimizer, ds: data.Datas
     model.train()
     total = 0.0
     for step in range(steps):
-        batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        x = data.normalize(augmented(ds.x_train[batch], ds.name, gen), ds.name).to(dev, memory_format=torch.channels_last)
+        batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        x = data.normalize(augmented(ds.x_train[batch], ds.name, gen), ds.name).to(
+            dev, memory_format=torch.channels_last
+        )
         y = ds.y_train[batch].to(dev)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch + step / steps)
@@ -192,7 +215,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     files.atomic_write(path, lambda f: torch.save(state, f))
 
 
-def _resume(path: Path, model: MultiExitNet, opt: torch.optim.Optimizer, dev: torch.device, made_with: dict) -> list[dict]:
+def _resume(
+    path: Path, model: MultiExitNet, opt: torch.optim.Optimizer, dev: torch.device, made_with: dict
+) -> list[dict]:
     """Load the checkpoint ``path`` into ``model`` and ``opt``; returns its history.
 
     Refused (:class:`StaleCheckpointError`) unless its config, code and data hashes equal ``made_with``.
@@ -200,26 +225,43 @@ def _resume(path: Path, model: MultiExitNet, opt: torch.optim.Optimizer, dev: to
     try:
         state = torch.load(path, map_location=dev, weights_only=False)
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
-                              "delete it to train from scratch") from None
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it to train from scratch"
+        ) from None
     if not isinstance(state, dict) or not {"model", "optimizer", "history", "config"} <= set(state):
         raise CheckpointError(f"{path} is not a training checkpoint of earlyexit; delete it to train from scratch")
     differ = [key for key, value in made_with.items() if state.get(key) != value]
     if differ:
-        what = {"config": f"other parameters {state['config']}", "code_sha256": "other code", "data_sha256": "other data"}
-        raise StaleCheckpointError(f"checkpoint {path} was made with {' and '.join(what[k] for k in differ)}; "
-                                   "delete it (or pass fresh=True) to train from scratch")
+        what = {
+            "config": f"other parameters {state['config']}",
+            "code_sha256": "other code",
+            "data_sha256": "other data",
+        }
+        raise StaleCheckpointError(
+            f"checkpoint {path} was made with {' and '.join(what[k] for k in differ)}; "
+            "delete it (or pass fresh=True) to train from scratch"
+        )
     try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {path} holds another network's weights "
-                              f"({str(err).splitlines()[0]}); delete it to train from scratch") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds another network's weights "
+            f"({str(err).splitlines()[0]}); delete it to train from scratch"
+        ) from None
     return state["history"]
 
 
-def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: Path, progress: bool = True,
-          *, code_sha256: str | None = None, fresh: bool = False) -> list[dict]:
+def train(
+    model: MultiExitNet,
+    ds: data.Dataset,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    progress: bool = True,
+    *,
+    code_sha256: str | None = None,
+    fresh: bool = False,
+) -> list[dict]:
     """Train ``model`` on ``ds`` with ``cfg``, resuming from ``checkpoint`` if it exists (unless ``fresh``).
 
     The checkpoint (model, optimizer, per-epoch history, config, ``code_sha256`` -- by default the
@@ -240,14 +282,19 @@ def train(model: MultiExitNet, ds: data.Dataset, cfg: TrainConfig, checkpoint: P
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     idx = data.stratified_indices(ds.y_train, cfg.train_per_class, cfg.seed)
     steps = math.ceil(len(idx) / cfg.batch_size)
-    with tqdm(total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc=f"train ({precision})") as bar:
+    with tqdm(
+        total=cfg.epochs * steps, initial=len(history) * steps, disable=not progress, desc=f"train ({precision})"
+    ) as bar:
         for epoch in range(len(history), cfg.epochs):
             start = time.perf_counter()
             loss = _train_epoch(model, opt, ds, idx, cfg, epoch, dev, precision, bar)
-            history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start,
-                            "precision": precision})
-            _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                          "history": history, **made_with})
+            history.append(
+                {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - start, "precision": precision}
+            )
+            _save_checkpoint(
+                checkpoint,
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, **made_with},
+            )
     return history
 
 
@@ -263,7 +310,7 @@ def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, pr
     model.to(dev, memory_format=torch.channels_last).eval()
     out = []
     for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="predict"):
-        batch = data.normalize(x[start:start + batch_size], name).to(dev, memory_format=torch.channels_last)
+        batch = data.normalize(x[start : start + batch_size], name).to(dev, memory_format=torch.channels_last)
         out.append(torch.stack([z.float().softmax(-1) for z in model(batch)], 1).cpu())
     return torch.cat(out)
 
@@ -274,8 +321,12 @@ ET_SAMPLES = {"paper": 10_000, "cpu": 1_000, "smoke": 20}
 
 def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> dict:
     """The parameters a training stage's artifact records and must match to be current."""
-    params = {"model": model_name, "dataset": dataset, "profile": profile,
-              **asdict(profile_config(profile, model_name, **overrides))}
+    params = {
+        "model": model_name,
+        "dataset": dataset,
+        "profile": profile,
+        **asdict(profile_config(profile, model_name, **overrides)),
+    }
     if recipe(model_name) == "B":
         params["et_samples"] = ET_SAMPLES[profile]
     return params
@@ -294,13 +345,22 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
 
 def load_artifact(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> artifacts.Artifact:
     """The artifact of one training-stage job, refused if missing, corrupt or stale."""
-    return artifacts.read(artifacts.run_dir(artifact_root, profile, model_name, dataset),
-                                  stage_params(model_name, dataset, profile))
+    return artifacts.read(
+        artifacts.run_dir(artifact_root, profile, model_name, dataset), stage_params(model_name, dataset, profile)
+    )
 
 
-def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
-                      data_dir: str | None = None, download: bool | None = None, progress: bool = True,
-                      force: bool = False, **overrides) -> artifacts.Artifact:
+def train_and_profile(
+    model_name: str,
+    dataset: str,
+    profile: str,
+    artifact_root: str | Path,
+    data_dir: str | None = None,
+    download: bool | None = None,
+    progress: bool = True,
+    force: bool = False,
+    **overrides,
+) -> artifacts.Artifact:
     """The training stage: train (or resume) one model and write its artifact.
 
     The artifact holds the CS-profile (every exit's confidence, prediction and correctness) of the
@@ -325,17 +385,26 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
         print(f"{err}: discarding it, training from scratch", flush=True)
         history = train(model, ds, cfg, checkpoint, progress, code_sha256=code, fresh=True)
     arrays = {}
-    for split, x, y, per_class in (("test", ds.x_test, ds.y_test, cfg.test_per_class),
-                                   ("train", ds.x_train, ds.y_train, cfg.train_per_class)):
+    for split, x, y, per_class in (
+        ("test", ds.x_test, ds.y_test, cfg.test_per_class),
+        ("train", ds.x_train, ds.y_train, cfg.train_per_class),
+    ):
         idx = data.stratified_indices(y, per_class, cfg.seed)
         arrays |= artifacts.cs_profile(predict(model, x[idx], ds.name, progress=progress), y[idx], split)
         if split == "test" and "et_samples" in params:
             et = measure_et_profile(model.cpu(), x[idx], ds.name, samples=params["et_samples"])
             arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
-    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
-                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history),
-                            history=history, test_accuracy=arrays["test_correct"].mean(0).tolist(),
-                            machine=hardware.machine_record(precision_used(history)))
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
     return artifacts.read(directory, params, ds.sha256)
@@ -353,7 +422,13 @@ def _check_job(profile: str, job: dict) -> dict:
 
 #: The training stage (:class:`.stage.Stage`): one job per ``[model, dataset, {overrides}]``.
 STAGE = Stage(
-    kind="train", fields=("model", "dataset", "overrides"), on_training=False, check=_check_job,
+    kind="train",
+    fields=("model", "dataset", "overrides"),
+    on_training=False,
+    check=_check_job,
     params=lambda profile, job, root: stage_params(job["model"], job["dataset"], profile, **job["overrides"]),
     directory=lambda root, profile, job: artifacts.run_dir(root, profile, job["model"], job["dataset"]),
-    suffix=lambda job: f"-{job['model']}-{job['dataset']}", label=lambda job: job["model"], code_roots=code_roots)
+    suffix=lambda job: f"-{job['model']}-{job['dataset']}",
+    label=lambda job: job["model"],
+    code_roots=code_roots,
+)

@@ -67,9 +67,14 @@ def save(model: MultiExitNet, directory: str | os.PathLike, max_bytes: int = MAX
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     (directory / RECORD).unlink(missing_ok=True)  # weights without a record are never read
     files.atomic_write(directory / WEIGHTS, lambda f: np.savez_compressed(f, **state))
-    record = {"artifact_npz_sha256": manifest["npz_sha256"], "weights_sha256": files.file_sha256(directory / WEIGHTS),
-              "model": manifest["params"]["model"], "dataset": manifest["params"]["dataset"],
-              "parameters": sum(p.numel() for p in model.parameters()), "dtype": "float32"}
+    record = {
+        "artifact_npz_sha256": manifest["npz_sha256"],
+        "weights_sha256": files.file_sha256(directory / WEIGHTS),
+        "model": manifest["params"]["model"],
+        "dataset": manifest["params"]["dataset"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": "float32",
+    }
     files.write_text(directory / RECORD, json.dumps(record, indent=1))
     return record
 
@@ -80,8 +85,10 @@ def load_model(directory: str | os.PathLike) -> MultiExitNet:
     manifest = artifacts.read_manifest(directory)
     params = manifest["params"]
     if "stage" in params:
-        raise WeightsError(f"{directory} is a {params['stage']} artifact; weights are shipped for training-stage "
-                           "artifacts only (load the network its training job made)")
+        raise WeightsError(
+            f"{directory} is a {params['stage']} artifact; weights are shipped for training-stage "
+            "artifacts only (load the network its training job made)"
+        )
     _record(directory)
     model = build_model(params["model"], params["dataset"], seed=params.get("seed", 0))
     with np.load(directory / WEIGHTS, allow_pickle=False) as f:
@@ -102,17 +109,24 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     checkpoint = Path(checkpoint or directory / "checkpoint.pt")
     manifest = artifacts.read_manifest(directory)
     if not checkpoint.exists():
-        raise WeightsError(f"no checkpoint {checkpoint}: the training stage keeps it in the cpu and paper profiles "
-                           f"(smoke deletes it); retrain the job to get its weights")
+        raise WeightsError(
+            f"no checkpoint {checkpoint}: the training stage keeps it in the cpu and paper profiles "
+            f"(smoke deletes it); retrain the job to get its weights"
+        )
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     params = manifest["params"]
     recipe = {f.name: params.get(f.name) for f in fields(TrainConfig)}
-    made = {"recipe": state.get("config") == recipe, "data": state.get("data_sha256") == manifest["data_sha256"],
-            "code": state.get("code_sha256") in _certified_code(manifest),
-            "history": state.get("history") == manifest.get("history")}
+    made = {
+        "recipe": state.get("config") == recipe,
+        "data": state.get("data_sha256") == manifest["data_sha256"],
+        "code": state.get("code_sha256") in _certified_code(manifest),
+        "history": state.get("history") == manifest.get("history"),
+    }
     if not all(made.values()):
-        raise WeightsError(f"checkpoint {checkpoint} did not make the artifact in {directory} (other "
-                           f"{', '.join(k for k, ok in made.items() if not ok)}); retrain to get its weights")
+        raise WeightsError(
+            f"checkpoint {checkpoint} did not make the artifact in {directory} (other "
+            f"{', '.join(k for k, ok in made.items() if not ok)}); retrain to get its weights"
+        )
     model = build_model(params["model"], params["dataset"], seed=params.get("seed", 0))
     model.load_state_dict(state["model"])
     return save(model, directory)
@@ -129,8 +143,10 @@ def _record(directory: Path) -> dict:
     try:
         record = json.loads((directory / RECORD).read_text())
     except FileNotFoundError:
-        raise WeightsError(f"{directory} has no weights ({RECORD}): they are shipped for networks up to "
-                           f"{MAX_BYTES // 2**20} MB trained since weights were introduced; {_export_hint(directory)}") from None
+        raise WeightsError(
+            f"{directory} has no weights ({RECORD}): they are shipped for networks up to "
+            f"{MAX_BYTES // 2**20} MB trained since weights were introduced; {_export_hint(directory)}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise WeightsError(f"{directory / RECORD} is not valid JSON ({err}); {_export_hint(directory)}") from None
     if not isinstance(record, dict) or not {"artifact_npz_sha256", "weights_sha256"} <= set(record):
@@ -138,17 +154,23 @@ def _record(directory: Path) -> dict:
     if not (directory / WEIGHTS).exists():
         raise WeightsError(f"{directory / WEIGHTS} is missing; {_export_hint(directory)}")
     if record["artifact_npz_sha256"] != artifacts.read_manifest(directory)["npz_sha256"]:
-        raise WeightsError(f"{directory / WEIGHTS} belongs to another training run than the artifact beside it "
-                           f"(the artifact was remade); {_export_hint(directory)}")
+        raise WeightsError(
+            f"{directory / WEIGHTS} belongs to another training run than the artifact beside it "
+            f"(the artifact was remade); {_export_hint(directory)}"
+        )
     if files.file_sha256(directory / WEIGHTS) != record["weights_sha256"]:
-        raise WeightsError(f"{directory / WEIGHTS} does not match the checksum in {RECORD} (corrupt or half-written); "
-                           f"{_export_hint(directory)}")
+        raise WeightsError(
+            f"{directory / WEIGHTS} does not match the checksum in {RECORD} (corrupt or half-written); "
+            f"{_export_hint(directory)}"
+        )
     return record
 
 
 def _export_hint(directory: Path) -> str:
-    return (f"write them from the training checkpoint with `python -m earlyexit.engine.weights export {directory}`, "
-            f"or retrain the job")
+    return (
+        f"write them from the training checkpoint with `python -m earlyexit.engine.weights export {directory}`, "
+        f"or retrain the job"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,8 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="the checkpoint that made it (default: <directory>/checkpoint.pt)")
     args = parser.parse_args(argv)
     record = export(args.directory, args.checkpoint)
-    print(f"{args.directory}: " + ("network larger than the shipping limit, no weights written" if record is None
-                                   else f"{record['parameters']:,} parameters written to {WEIGHTS}"))
+    print(
+        f"{args.directory}: "
+        + (
+            "network larger than the shipping limit, no weights written"
+            if record is None
+            else f"{record['parameters']:,} parameters written to {WEIGHTS}"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def _features(module: nn.Module, shape: tuple[int, int, int]) -> tuple[int, int,
     return tuple(out.shape[1:])
 
 
-def branch(cin: int, num_classes: int, convs: int = 1, fcs: int = 2, channels: int = BRANCH_CHANNELS,
-           hidden: int = BRANCH_HIDDEN) -> nn.Sequential:
+def branch(
+    cin: int,
+    num_classes: int,
+    convs: int = 1,
+    fcs: int = 2,
+    channels: int = BRANCH_CHANNELS,
+    hidden: int = BRANCH_HIDDEN,
+) -> nn.Sequential:
     """Paper B's branch: ``convs`` conv-BN-ReLU layers (the first strided), 2x2 average pooling, ``fcs`` FCs."""
     if convs < 0 or fcs < 1:
         raise ValueError(f"a branch needs convs >= 0 and fcs >= 1, got convs={convs}, fcs={fcs}")
@@ -82,33 +88,77 @@ def b_alexnet(num_classes: int, in_channels: int = 3, image_size: int = 32) -> M
     a stage's output is shared are not in place.
     """
     stages = [
-        nn.Sequential(nn.Conv2d(in_channels, 32, 5, padding=2), nn.ReLU(inplace=True), _pool3(), _lrn(),
-                      nn.Conv2d(32, 64, 5, padding=2)),
+        nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2),
+            nn.ReLU(inplace=True),
+            _pool3(),
+            _lrn(),
+            nn.Conv2d(32, 64, 5, padding=2),
+        ),
         nn.Sequential(nn.ReLU(), _pool3(), _lrn(), nn.Conv2d(64, 96, 3, padding=1)),
     ]
-    trunk = nn.Sequential(nn.ReLU(), nn.Conv2d(96, 96, 3, padding=1), nn.ReLU(inplace=True),
-                          nn.Conv2d(96, 64, 3, padding=1), nn.ReLU(inplace=True), _pool3(), nn.Flatten())
+    trunk = nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(96, 96, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(96, 64, 3, padding=1),
+        nn.ReLU(inplace=True),
+        _pool3(),
+        nn.Flatten(),
+    )
     heads = [
-        nn.Sequential(nn.ReLU(), _pool3(), _lrn(), nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(inplace=True),
-                      nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(inplace=True), _pool3(), nn.Flatten()),
-        nn.Sequential(nn.ReLU(), _pool3(), _lrn(), nn.Conv2d(96, 32, 3, padding=1), nn.ReLU(inplace=True),
-                      _pool3(), nn.Flatten()),
+        nn.Sequential(
+            nn.ReLU(),
+            _pool3(),
+            _lrn(),
+            nn.Conv2d(64, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            _pool3(),
+            nn.Flatten(),
+        ),
+        nn.Sequential(
+            nn.ReLU(), _pool3(), _lrn(), nn.Conv2d(96, 32, 3, padding=1), nn.ReLU(inplace=True), _pool3(), nn.Flatten()
+        ),
     ]
     shape = (in_channels, image_size, image_size)
     after = [_features(stages[0], shape)]
     after.append(_features(stages[1], after[0]))
     exits = [nn.Sequential(*head, nn.Linear(_features(head, s)[0], num_classes)) for head, s in zip(heads, after)]
     flat = _features(trunk, after[1])[0]
-    stages.append(nn.Sequential(*trunk, nn.Linear(flat, 256), nn.ReLU(inplace=True), nn.Dropout(),
-                                nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Dropout()))
+    stages.append(
+        nn.Sequential(
+            *trunk,
+            nn.Linear(flat, 256),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+        )
+    )
     exits.append(nn.Linear(128, num_classes))
     return MultiExitNet(stages, exits, _ones(3))
 
 
 # ------------------------------------------------------------------------------------------ VGG-16
 #: VGG-16's convolutions: output channels, and whether a 2x2 max-pooling follows.
-VGG16_CONVS = ((64, False), (64, True), (128, False), (128, True), (256, False), (256, False), (256, True),
-               (512, False), (512, False), (512, True), (512, False), (512, False), (512, True))
+VGG16_CONVS = (
+    (64, False),
+    (64, True),
+    (128, False),
+    (128, True),
+    (256, False),
+    (256, False),
+    (256, True),
+    (512, False),
+    (512, False),
+    (512, True),
+    (512, False),
+    (512, False),
+    (512, True),
+)
 
 
 def _vgg_parts(in_channels: int) -> list[nn.Sequential]:
@@ -122,19 +172,34 @@ def _vgg_parts(in_channels: int) -> list[nn.Sequential]:
 
 def _vgg_classifier(num_classes: int) -> nn.Sequential:
     """VGG's CIFAR classifier: 512 -> 512 -> 512 -> classes, with dropout."""
-    return nn.Sequential(nn.Flatten(), nn.Dropout(), nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(),
-                         nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(512, 512),
+        nn.ReLU(inplace=True),
+        nn.Linear(512, num_classes),
+    )
 
 
-def vgg16_exits(num_classes: int, exits_after: tuple[int, ...], in_channels: int = 3, convs: int = 1,
-                fcs: int = 2) -> MultiExitNet:
+def vgg16_exits(
+    num_classes: int, exits_after: tuple[int, ...], in_channels: int = 3, convs: int = 1, fcs: int = 2
+) -> MultiExitNet:
     """VGG-16 cut after the convolutions ``exits_after`` (1-based), a branch at each cut, the classifier last."""
-    if not exits_after or list(exits_after) != sorted(set(exits_after)) or not 1 <= exits_after[0] <= exits_after[-1] <= 13:
+    if (
+        not exits_after
+        or list(exits_after) != sorted(set(exits_after))
+        or not 1 <= exits_after[0] <= exits_after[-1] <= 13
+    ):
         raise ValueError(f"exits_after must be increasing conv indices in 1..13, got {exits_after}")
     parts = _vgg_parts(in_channels)
     bounds = (0, *exits_after, 13)
     stages = [nn.Sequential(*parts[a:b]) for a, b in zip(bounds, bounds[1:])]
-    exits = [branch(VGG16_CONVS[k - 1][0], num_classes, convs, fcs) for k in exits_after] + [_vgg_classifier(num_classes)]
+    exits = [branch(VGG16_CONVS[k - 1][0], num_classes, convs, fcs) for k in exits_after] + [
+        _vgg_classifier(num_classes)
+    ]
     return MultiExitNet(stages, exits, _ones(len(exits)))
 
 
@@ -155,11 +220,19 @@ class Bottleneck(nn.Module):
     def __init__(self, cin: int, width: int, stride: int = 1):
         super().__init__()
         cout = 4 * width
-        self.body = nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                                  *conv_bn_relu(width, width, stride), nn.Conv2d(width, cout, 1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
-                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            *conv_bn_relu(width, width, stride),
+            nn.Conv2d(width, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))
@@ -179,16 +252,29 @@ def _stem(kind: str, in_channels: int) -> list[nn.Module]:
     if kind == "cifar":
         return [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
     if kind == "imagenet":
-        return [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                nn.MaxPool2d(3, 2, 1)]
+        return [
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        ]
     raise ValueError(f"stem must be 'cifar' or 'imagenet', got {kind!r}")
 
 
-def resnet50_finegrained(num_classes: int, in_channels: int = 3, image_size: int = 32,
-                         exits_after: tuple[int, ...] = (3, 5, 7, 10, 13), stem: str = "cifar") -> MultiExitNet:
+def resnet50_finegrained(
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 32,
+    exits_after: tuple[int, ...] = (3, 5, 7, 10, 13),
+    stem: str = "cifar",
+) -> MultiExitNet:
     """ResNet-50 with branches after the residual units ``exits_after`` (1-based) and its classifier."""
     units = _resnet50_units()
-    if not exits_after or list(exits_after) != sorted(set(exits_after)) or not 1 <= exits_after[0] <= exits_after[-1] < 16:
+    if (
+        not exits_after
+        or list(exits_after) != sorted(set(exits_after))
+        or not 1 <= exits_after[0] <= exits_after[-1] < 16
+    ):
         raise ValueError(f"exits_after must be increasing unit indices in 1..15, got {exits_after}")
     bounds = (0, *exits_after, 16)
     stages = [nn.Sequential(*units[a:b]) for a, b in zip(bounds, bounds[1:])]

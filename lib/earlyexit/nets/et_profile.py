@@ -59,8 +59,16 @@ def measure_et_profile(
     out: dict = {"samples": len(x), "percentiles": list(percentiles)}
     for name, ns in (("tc", tc), ("tb", tb)):
         s = ns / 1e9
-        out |= {name: s, f"{name}_mean": s.mean(0), f"{name}_median": np.median(s, 0),
-                f"{name}_percentiles": np.percentile(s, percentiles, axis=0)}
-    out["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}
+        out |= {
+            name: s,
+            f"{name}_mean": s.mean(0),
+            f"{name}_median": np.median(s, 0),
+            f"{name}_percentiles": np.percentile(s, percentiles, axis=0),
+        }
+    out["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     return out

@@ -50,8 +50,13 @@ def module_flops(module: nn.Module, example: torch.Tensor | list[torch.Tensor]) 
     """ptflops count of ``module`` on ``example`` (batch 1; a tensor or a list of per-scale tensors)."""
     was_training = module.training
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        macs, _ = get_model_complexity_info(_Call(module), (1,), as_strings=False, print_per_layer_stat=False,
-                                            input_constructor=lambda _: {"x": example})
+        macs, _ = get_model_complexity_info(
+            _Call(module),
+            (1,),
+            as_strings=False,
+            print_per_layer_stat=False,
+            input_constructor=lambda _: {"x": example},
+        )
     module.train(was_training)
     return int(macs)
 
@@ -124,8 +129,10 @@ def table_part_mflops(reference: dict[tuple[str, str], tuple[float, ...]]) -> pd
         parts = part_flops(build_model(model, dataset))
         ours = [v for p in parts[:-1] for v in (p.stage, p.exit)]
         names = [f"O_{kind}{n}" for n in range(1, len(parts)) for kind in ("l", "e")]
-        rows += [{"dataset": dataset, "backbone": model, "part": name, "paper": ref, "ours": _mflops(v)}
-                 for name, ref, v in zip(names, numbers, ours)]
+        rows += [
+            {"dataset": dataset, "backbone": model, "part": name, "paper": ref, "ours": _mflops(v)}
+            for name, ref, v in zip(names, numbers, ours)
+        ]
     return _compare(rows)
 
 
@@ -138,8 +145,9 @@ def table_exit_shapes(reference: dict[str, list[list[tuple[int, int, int]]]]) ->
             ours = exit_feature_shapes(net.exits[n - 1], part.stage_output_shape)
             for layer in range(max(len(expected), len(ours))):
                 fmt = lambda shapes: "x".join(map(str, shapes[layer])) if layer < len(shapes) else ""
-                rows.append({"backbone": model, "exit": n, "layer": layer + 1,
-                             "paper": fmt(expected), "ours": fmt(ours)})
+                rows.append(
+                    {"backbone": model, "exit": n, "layer": layer + 1, "paper": fmt(expected), "ours": fmt(ours)}
+                )
     df = pd.DataFrame(rows)
     df["match"] = df["paper"] == df["ours"]
     return df

@@ -84,7 +84,9 @@ def vgg16bn(num_classes: int) -> MultiExitNet:
     """VGG16-BN with the regular-size exits of Fig. 2: 3 conv + FC and 2 conv + FC (Table III)."""
     exits = [
         nn.Sequential(
-            *conv_bn_relu(64, 64, stride=2), *conv_bn_relu(64, 32), *conv_bn_relu(32, 32),
+            *conv_bn_relu(64, 64, stride=2),
+            *conv_bn_relu(64, 32),
+            *conv_bn_relu(32, 32),
             *classifier(32 * 16 * 16, num_classes),
         ),
         nn.Sequential(*conv_bn_relu(128, 128, stride=2), *conv_bn_relu(128, 64), *classifier(64 * 8 * 8, num_classes)),
@@ -142,8 +144,9 @@ def _resnet_exit(channels: int, num_blocks: int, size: int, num_classes: int) ->
     return nn.Sequential(*blocks, *classifier(channels * (size // 2) ** 2, num_classes, nn.MaxPool2d(2)))
 
 
-def _resnet44(cuts: tuple[int, ...], exit_specs: list[tuple[int, int, int]], num_classes: int,
-              loss_weights: tuple[float, ...]) -> MultiExitNet:
+def _resnet44(
+    cuts: tuple[int, ...], exit_specs: list[tuple[int, int, int]], num_classes: int, loss_weights: tuple[float, ...]
+) -> MultiExitNet:
     """ResNet44 cut after the residual blocks listed in ``cuts`` (1-based), exits from ``exit_specs``."""
     blocks = _resnet44_blocks()
     stem = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
@@ -202,8 +205,10 @@ def build_model(name: str, dataset: str, seed: int | None = None) -> MultiExitNe
     if dataset not in data.SPECS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.SPECS)}")
     if name in PAPER_A and dataset not in NUM_CLASSES:
-        raise ValueError(f"Paper A's networks take 32x32 CIFAR images; dataset must be one of "
-                         f"{', '.join(NUM_CLASSES)}, got {dataset!r} (Paper B's models take MNIST too)")
+        raise ValueError(
+            f"Paper A's networks take 32x32 CIFAR images; dataset must be one of "
+            f"{', '.join(NUM_CLASSES)}, got {dataset!r} (Paper B's models take MNIST too)"
+        )
     if seed is not None:
         torch.manual_seed(seed)
     if name in PAPER_A:

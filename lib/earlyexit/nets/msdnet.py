@@ -92,8 +92,12 @@ class Branch(nn.Sequential):
 
     def __init__(self, cin: int, num_classes: int, width: int = BRANCH_WIDTH):
         super().__init__(
-            *conv_bn_relu(cin, width, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, num_classes),
+            *conv_bn_relu(cin, width, stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, num_classes),
         )
 
     def forward(self, h: list[Tensor]) -> Tensor:
@@ -109,8 +113,17 @@ def layer_scales(blocks: int, step: int, base: int, scales: int) -> list[list[in
     return [[next(out) for _ in range(k)] for k in sizes]
 
 
-def msdnet(num_classes: int, blocks: int, step: int, base: int, channels: int, growth: int = 6,
-           scales: int = 3, reduction: float = 0.5, in_channels: int = 3) -> MultiExitNet:
+def msdnet(
+    num_classes: int,
+    blocks: int,
+    step: int,
+    base: int,
+    channels: int,
+    growth: int = 6,
+    scales: int = 3,
+    reduction: float = 0.5,
+    in_channels: int = 3,
+) -> MultiExitNet:
     """MSDNet with ``blocks`` exits for 32x32 (or MNIST's 28x28) inputs of ``in_channels`` channels
     (Paper B §IV-A1 names blocks/step/base/channels).
 

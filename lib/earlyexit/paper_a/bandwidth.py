@@ -29,8 +29,10 @@ from . import ep_inference, latency
 
 #: §V-C: the regression models' bandwidth intervals (Mbit/s) and the bandwidths each is fitted on.
 TRAINING_MBPS: dict[tuple[float, float], tuple[float, ...]] = {
-    (0.1, 1.0): (0.1, 0.3, 0.5, 0.7, 1.0), (1.0, 10.0): (1.0, 3.0, 5.0, 7.0, 10.0),
-    (10.0, 100.0): (10.0, 30.0, 50.0, 70.0, 100.0)}
+    (0.1, 1.0): (0.1, 0.3, 0.5, 0.7, 1.0),
+    (1.0, 10.0): (1.0, 3.0, 5.0, 7.0, 10.0),
+    (10.0, 100.0): (10.0, 30.0, 50.0, 70.0, 100.0),
+}
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,35 @@ class Setting:
     tau: float = latency.TAU
 
     @classmethod
-    def from_artifact(cls, run: Artifact, scores: np.ndarray | None = None, ep_flops: float = 0.0,
-                      r_comp: float = latency.RPI3_FLOPS, tau: float = latency.TAU) -> Setting:
+    def from_artifact(
+        cls,
+        run: Artifact,
+        scores: np.ndarray | None = None,
+        ep_flops: float = 0.0,
+        r_comp: float = latency.RPI3_FLOPS,
+        tau: float = latency.TAU,
+    ) -> Setting:
         """The setting of a compression artifact (``pipeline.load_compressed``)."""
         parts = [PartFlops(int(s), int(e), ()) for s, e in run["part_flops"]]
         if scores is not None and scores.shape != (len(run["test_label"]), len(parts) - 1):
-            raise ValueError(f"EP scores of shape {scores.shape} do not fit the artifact's "
-                             f"{len(run['test_label'])} test samples and {len(parts) - 1} early exits")
-        return cls(run["test_conf"], run["test_correct"], parts, float(run["encoder_flops"]), float(run["feature_bits"]),
-                   run["encoder_prune_ratio"], run["encoder_prune_bits"], run["encoder_prune_correct"],
-                   scores, ep_flops, r_comp, tau)
+            raise ValueError(
+                f"EP scores of shape {scores.shape} do not fit the artifact's "
+                f"{len(run['test_label'])} test samples and {len(parts) - 1} early exits"
+            )
+        return cls(
+            run["test_conf"],
+            run["test_correct"],
+            parts,
+            float(run["encoder_flops"]),
+            float(run["feature_bits"]),
+            run["encoder_prune_ratio"],
+            run["encoder_prune_bits"],
+            run["encoder_prune_correct"],
+            scores,
+            ep_flops,
+            r_comp,
+            tau,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,10 +102,17 @@ class Sweep:
         return self.latency <= self.tau * (1 + 1e-9)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"method": self.method, "bandwidth_mbps": self.bandwidth_mbps,
-                             "accuracy_pct": 100 * self.accuracy, "latency_ms": 1e3 * self.latency,
-                             "device_ms": 1e3 * self.device_latency, "meets_tau": self.meets_tau,
-                             **{k: np.round(v, 4) for k, v in self.knobs.items()}})
+        return pd.DataFrame(
+            {
+                "method": self.method,
+                "bandwidth_mbps": self.bandwidth_mbps,
+                "accuracy_pct": 100 * self.accuracy,
+                "latency_ms": 1e3 * self.latency,
+                "device_ms": 1e3 * self.device_latency,
+                "meets_tau": self.meets_tau,
+                **{k: np.round(v, 4) for k, v in self.knobs.items()},
+            }
+        )
 
 
 def _point(s: Setting, lam, gamma=None, oracle: bool = False, skip_exits: bool = False) -> tuple[float, float, float]:
@@ -103,8 +131,14 @@ def _point(s: Setting, lam, gamma=None, oracle: bool = False, skip_exits: bool =
     return summary["accuracy"], float(o.device_flops.mean()) + s.encoder_flops * share, share
 
 
-def _sweep(s: Setting, method: str, kind: str, bandwidth_mbps, points: list[tuple[float, float, float]],
-           knobs: dict | None = None) -> Sweep:
+def _sweep(
+    s: Setting,
+    method: str,
+    kind: str,
+    bandwidth_mbps,
+    points: list[tuple[float, float, float]],
+    knobs: dict | None = None,
+) -> Sweep:
     """A sweep from each bandwidth's (accuracy, on-device FLOPs, share sent): Eq. (11) averaged over samples."""
     bw = np.atleast_1d(np.asarray(bandwidth_mbps, dtype=np.float64))
     acc, flops, share = (np.array(col, dtype=np.float64) for col in zip(*points))
@@ -119,13 +153,21 @@ def _per_exit(s: Setting, values) -> np.ndarray:
 
 def backbone(s: Setting, bandwidth_mbps) -> Sweep:
     """Backbone: the on-device layers for every sample, whose compressed feature is always sent."""
-    return _sweep(s, "Backbone", "backbone", bandwidth_mbps, [_point(s, None, skip_exits=True)] * len(np.atleast_1d(bandwidth_mbps)))
+    return _sweep(
+        s,
+        "Backbone",
+        "backbone",
+        bandwidth_mbps,
+        [_point(s, None, skip_exits=True)] * len(np.atleast_1d(bandwidth_mbps)),
+    )
 
 
 def static(s: Setting, bandwidth_mbps, lam, gamma=None) -> Sweep:
     """EE (Static) with confidence thresholds ``lam``; EE+EP (Static) with the EP's thresholds ``gamma`` too."""
     if gamma is not None and s.scores is None:
-        raise ValueError("EE+EP (Static) needs the Exit Predictor's scores: Setting.from_artifact(run, scores, ep_flops)")
+        raise ValueError(
+            "EE+EP (Static) needs the Exit Predictor's scores: Setting.from_artifact(run, scores, ep_flops)"
+        )
     b = len(np.atleast_1d(bandwidth_mbps))
     lam, gamma = _per_exit(s, lam), None if gamma is None else _per_exit(s, gamma)
     name = "EE (Static)" if gamma is None else "EE+EP (Static)"
@@ -146,11 +188,21 @@ def candidates(s: Setting, kind: str, lam_grid, gamma_grid) -> latency.Candidate
     if kind not in ADAPTIVE:
         raise ValueError(f"unknown adaptive method {kind!r}; choose one of {', '.join(ADAPTIVE)}")
     if kind == "ep" and s.scores is None:
-        raise ValueError("EE+EP (Adaptive) needs the Exit Predictor's scores: Setting.from_artifact(run, scores, ep_flops)")
+        raise ValueError(
+            "EE+EP (Adaptive) needs the Exit Predictor's scores: Setting.from_artifact(run, scores, ep_flops)"
+        )
     ep = kind == "ep"
-    return latency.candidates(s.conf, s.correct, s.parts, lam_grid, gamma_grid if ep else (0.0,),
-                              s.scores if ep else None, s.ep_flops if ep else 0.0, oracle=kind == "oracle",
-                              offload_flops=s.encoder_flops)
+    return latency.candidates(
+        s.conf,
+        s.correct,
+        s.parts,
+        lam_grid,
+        gamma_grid if ep else (0.0,),
+        s.scores if ep else None,
+        s.ep_flops if ep else 0.0,
+        oracle=kind == "oracle",
+        offload_flops=s.encoder_flops,
+    )
 
 
 def _evaluate_rows(s: Setting, kind: str, rows: np.ndarray) -> list[tuple[float, float, float]]:
@@ -167,8 +219,14 @@ def optimum(s: Setting, bandwidth_mbps, kind: str, cands: latency.Candidates) ->
     choice = latency.solve(cands, np.asarray(bandwidth_mbps) * 1e6, s.bits, s.r_comp, s.tau)
     rows = _thresholds(cands, kind, choice.index)
     n = s.conf.shape[1] - 1
-    return _sweep(s, ADAPTIVE[kind] + " optimum", kind, bandwidth_mbps, _evaluate_rows(s, kind, rows),
-                  knobs=_knobs(rows[:, :n], rows[:, n:] if kind == "ep" else None))
+    return _sweep(
+        s,
+        ADAPTIVE[kind] + " optimum",
+        kind,
+        bandwidth_mbps,
+        _evaluate_rows(s, kind, rows),
+        knobs=_knobs(rows[:, :n], rows[:, n:] if kind == "ep" else None),
+    )
 
 
 @dataclass(frozen=True)
@@ -199,17 +257,29 @@ def _interval_of(bandwidth: float, intervals: list[tuple[float, float]]) -> tupl
     return min(intervals, key=lambda i: min(abs(np.log10(bandwidth / i[0])), abs(np.log10(bandwidth / i[1]))))
 
 
-def fit_regressors(s: Setting, kind: str, cands: latency.Candidates,
-                   training_mbps: dict[tuple[float, float], tuple[float, ...]] = TRAINING_MBPS, seed: int = 0) -> Regressors:
+def fit_regressors(
+    s: Setting,
+    kind: str,
+    cands: latency.Candidates,
+    training_mbps: dict[tuple[float, float], tuple[float, ...]] = TRAINING_MBPS,
+    seed: int = 0,
+) -> Regressors:
     """One regression model per interval, fitted to Problem (10)'s optimal thresholds at its bandwidths."""
     models, rows = {}, []
     for interval, bws in training_mbps.items():
         choice = latency.solve(cands, np.asarray(bws) * 1e6, s.bits, s.r_comp, s.tau)
         targets = _thresholds(cands, kind, choice.index)
         models[interval] = latency.fit_regressor(bws, targets, interval, seed=seed)
-        rows += [{"interval_mbps": f"{interval[0]:g}-{interval[1]:g}", "bandwidth_mbps": b,
-                  "thresholds": np.round(t, 3).tolist(), "accuracy_pct": 100 * cands.accuracy[i],
-                  "meets_tau": bool(f)} for b, t, i, f in zip(bws, targets, choice.index, choice.feasible)]
+        rows += [
+            {
+                "interval_mbps": f"{interval[0]:g}-{interval[1]:g}",
+                "bandwidth_mbps": b,
+                "thresholds": np.round(t, 3).tolist(),
+                "accuracy_pct": 100 * cands.accuracy[i],
+                "meets_tau": bool(f),
+            }
+            for b, t, i, f in zip(bws, targets, choice.index, choice.feasible)
+        ]
     return Regressors(models, pd.DataFrame(rows))
 
 
@@ -217,8 +287,14 @@ def adaptive(s: Setting, bandwidth_mbps, kind: str, regressors: Regressors) -> S
     """An adaptive method: at each bandwidth, the thresholds its regression models give, run by Algorithm 1."""
     rows = np.clip(regressors(bandwidth_mbps), 0.0, 1.0)
     n = s.conf.shape[1] - 1
-    return _sweep(s, ADAPTIVE[kind], kind, bandwidth_mbps, _evaluate_rows(s, kind, rows),
-                  knobs=_knobs(rows[:, :n], rows[:, n:] if kind == "ep" else None))
+    return _sweep(
+        s,
+        ADAPTIVE[kind],
+        kind,
+        bandwidth_mbps,
+        _evaluate_rows(s, kind, rows),
+        knobs=_knobs(rows[:, :n], rows[:, n:] if kind == "ep" else None),
+    )
 
 
 def encoder_pruning(s: Setting, bandwidth_mbps, lam) -> Sweep:
@@ -239,8 +315,16 @@ def encoder_pruning(s: Setting, bandwidth_mbps, lam) -> Sweep:
     pick = np.where(ok.any(0), ok.argmax(0), len(width) - 1)
     accuracy = (early[None, :] | (sent[None, :] & s.prune_correct)).mean(1)
     cols = np.arange(len(bw))
-    return Sweep("EE (Adaptive, Pruning)", "pruning", bw, accuracy[pick], lat[pick, cols], device[pick], s.tau,
-                 _knobs(np.tile(lam, (len(bw), 1)), None) | {"prune_ratio": s.prune_ratio[pick]})
+    return Sweep(
+        "EE (Adaptive, Pruning)",
+        "pruning",
+        bw,
+        accuracy[pick],
+        lat[pick, cols],
+        device[pick],
+        s.tau,
+        _knobs(np.tile(lam, (len(bw), 1)), None) | {"prune_ratio": s.prune_ratio[pick]},
+    )
 
 
 def on_device(s: Setting, sweep: Sweep) -> np.ndarray:

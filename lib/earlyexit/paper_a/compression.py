@@ -68,14 +68,20 @@ class Quantiser(nn.Module):
 def encoder(channels: int, reduction: int = 4, width: int | None = None) -> nn.Sequential:
     """Conv 3x3 with stride 2 to ``channels / reduction`` channels (or ``width`` of them), BatchNorm, ReLU
     (Paper A's BottleNet++ encoder)."""
-    return nn.Sequential(nn.Conv2d(channels, _width(channels, reduction, width), 3, 2, 1, bias=False),
-                         nn.BatchNorm2d(_width(channels, reduction, width)), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(channels, _width(channels, reduction, width), 3, 2, 1, bias=False),
+        nn.BatchNorm2d(_width(channels, reduction, width)),
+        nn.ReLU(inplace=True),
+    )
 
 
 def decoder(channels: int, reduction: int = 4, width: int | None = None) -> nn.Sequential:
     """Transposed conv 2x2 with stride 2 from the encoder's width back to ``channels``, BatchNorm, ReLU (on the server)."""
-    return nn.Sequential(nn.ConvTranspose2d(_width(channels, reduction, width), channels, 2, 2, bias=False),
-                         nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.ConvTranspose2d(_width(channels, reduction, width), channels, 2, 2, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 def _width(channels: int, reduction: int, width: int | None) -> int:
@@ -125,8 +131,12 @@ def pruned_codec(c: Codec, ratio: float) -> Codec:
     conv = c.encoder[0]
     drop = int(round(ratio * conv.out_channels))
     if not 0 <= drop < conv.out_channels:
-        raise ValueError(f"an encoder pruning ratio must leave at least one of {conv.out_channels} filters, got {ratio}")
-    keep = conv.weight.detach().flatten(1).norm(dim=1).argsort(descending=True)[: conv.out_channels - drop].sort().values
+        raise ValueError(
+            f"an encoder pruning ratio must leave at least one of {conv.out_channels} filters, got {ratio}"
+        )
+    keep = (
+        conv.weight.detach().flatten(1).norm(dim=1).argsort(descending=True)[: conv.out_channels - drop].sort().values
+    )
     out = Codec(conv.in_channels, bits=c.quantiser.bits, width=len(keep))
     out.quantise = c.quantise
     src_bn, dst_bn = c.encoder[1], out.encoder[1]
@@ -147,8 +157,9 @@ def sent_bits(c: Codec, feature_shape: tuple[int, int, int]) -> int:
 
 
 @torch.no_grad()
-def encoder_pruning_correct(net: MultiExitNet, x: Tensor, labels: Tensor, dataset: str, ratios, batch_size: int = 500,
-                            progress: bool = True) -> np.ndarray:
+def encoder_pruning_correct(
+    net: MultiExitNet, x: Tensor, labels: Tensor, dataset: str, ratios, batch_size: int = 500, progress: bool = True
+) -> np.ndarray:
     """Correctness of the last exit, shape (ratios, samples), when the encoder of compressed network ``net``
     is pruned by each ratio (:func:`pruned_codec`); the on-device feature is computed once per batch and
     every pruned codec and the server side run on it."""
@@ -158,12 +169,12 @@ def encoder_pruning_correct(net: MultiExitNet, x: Tensor, labels: Tensor, datase
     server = net.stages[-1][1]
     out = np.zeros((len(codecs), len(x)), dtype=bool)
     for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="encoder pruning"):
-        h = data.normalize(x[start:start + batch_size], dataset).to(dev)
+        h = data.normalize(x[start : start + batch_size], dataset).to(dev)
         for stage in net.stages[:-1]:
             h = stage(h)
-        truth = labels[start:start + batch_size].to(dev)
+        truth = labels[start : start + batch_size].to(dev)
         for i, c in enumerate(codecs):
-            out[i, start:start + len(truth)] = (net.exits[-1](server(c(h))).argmax(1) == truth).cpu().numpy()
+            out[i, start : start + len(truth)] = (net.exits[-1](server(c(h))).argmax(1) == truth).cpu().numpy()
     return out
 
 
@@ -211,22 +222,32 @@ def partition_channels(model: MultiExitNet, input_shape: tuple[int, ...]) -> int
     return part_flops(model, input_shape)[-2].stage_output_shape[0]
 
 
-def compress_params(model_name: str, dataset: str, profile: str, source_npz_sha256: str, reduction: int = 4,
-                    bits: int = 8, **overrides) -> dict:
+def compress_params(
+    model_name: str, dataset: str, profile: str, source_npz_sha256: str, reduction: int = 4, bits: int = 8, **overrides
+) -> dict:
     """The parameters a compression artifact records: the job, the codec, both steps' recipes and the
     training artifact whose weights were compressed."""
     base = profile_config(profile, model_name, **overrides)
     step2, step3 = STEPS[profile]
-    return {"stage": "compress", "model": model_name, "dataset": dataset, "profile": profile,
-            "reduction": reduction, "bits": bits, "source_npz_sha256": source_npz_sha256,
-            "encoder_prune_ratios": list(ENCODER_PRUNE_RATIOS),
-            "step2": asdict(replace(base, epochs=step2, anneal_epochs=step2, lr=0.01)),
-            "step3": asdict(replace(base, epochs=step3, anneal_epochs=step3, lr=0.001))}
+    return {
+        "stage": "compress",
+        "model": model_name,
+        "dataset": dataset,
+        "profile": profile,
+        "reduction": reduction,
+        "bits": bits,
+        "source_npz_sha256": source_npz_sha256,
+        "encoder_prune_ratios": list(ENCODER_PRUNE_RATIOS),
+        "step2": asdict(replace(base, epochs=step2, anneal_epochs=step2, lr=0.01)),
+        "step3": asdict(replace(base, epochs=step3, anneal_epochs=step3, lr=0.001)),
+    }
 
 
 def run_dir(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> Path:
     """The folder of a compression artifact: beside its training artifact, ``<model>-<dataset>-compressed``."""
-    return artifacts.run_dir(artifact_root, profile, model_name, dataset).with_name(f"{model_name}-{dataset}-compressed")
+    return artifacts.run_dir(artifact_root, profile, model_name, dataset).with_name(
+        f"{model_name}-{dataset}-compressed"
+    )
 
 
 def code_roots(params: dict) -> tuple[tuple, tuple]:
@@ -235,9 +256,18 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
     return (compress_and_profile, BUILDERS[params["model"]]), ZOO + RECORDED
 
 
-def compress_and_profile(model_name: str, dataset: str, profile: str, artifact_root: str | Path,
-                         data_dir: str | None = None, progress: bool = True, force: bool = False,
-                         reduction: int = 4, bits: int = 8, **overrides) -> artifacts.Artifact:
+def compress_and_profile(
+    model_name: str,
+    dataset: str,
+    profile: str,
+    artifact_root: str | Path,
+    data_dir: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+    reduction: int = 4,
+    bits: int = 8,
+    **overrides,
+) -> artifacts.Artifact:
     """The compression stage: §IV's steps 2 and 3 on a trained job's weights, then its artifact.
 
     The artifact holds the test CS-profile of the compressed network (quantiser in the loop), the
@@ -266,21 +296,31 @@ def compress_and_profile(model_name: str, dataset: str, profile: str, artifact_r
     arrays = artifacts.cs_profile(predict(net, x, ds.name, progress=progress), y, "test")
     feature = part_flops(base, shape)[-2].stage_output_shape
     ratios = params["encoder_prune_ratios"]
-    arrays |= {"part_flops": np.array([[p.stage, p.exit] for p in part_flops(base, shape)]),
-               "encoder_flops": np.array(module_flops(codec(net).encoder.cpu().eval(), torch.zeros(1, *feature))),
-               "feature_bits": np.array(sent_bits(codec(net), feature)),
-               "encoder_prune_ratio": np.array(ratios),
-               "encoder_prune_bits": np.array([sent_bits(pruned_codec(codec(net), r), feature) for r in ratios]),
-               "encoder_prune_correct": encoder_pruning_correct(net, x, y, ds.name, ratios, progress=progress)}
-    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
-                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history), history=history,
-                            test_accuracy=arrays["test_correct"].mean(0).tolist(),
-                            machine=hardware.machine_record(precision_used(history)))
+    arrays |= {
+        "part_flops": np.array([[p.stage, p.exit] for p in part_flops(base, shape)]),
+        "encoder_flops": np.array(module_flops(codec(net).encoder.cpu().eval(), torch.zeros(1, *feature))),
+        "feature_bits": np.array(sent_bits(codec(net), feature)),
+        "encoder_prune_ratio": np.array(ratios),
+        "encoder_prune_bits": np.array([sent_bits(pruned_codec(codec(net), r), feature) for r in ratios]),
+        "encoder_prune_correct": encoder_pruning_correct(net, x, y, ds.name, ratios, progress=progress),
+    }
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
     return artifacts.read(directory, params, ds.sha256)
 
 
-def load_compressed(artifact_root: str | Path, profile: str, model_name: str, dataset: str,
-                    **overrides) -> artifacts.Artifact:
+def load_compressed(
+    artifact_root: str | Path, profile: str, model_name: str, dataset: str, **overrides
+) -> artifacts.Artifact:
     """A current compression artifact (of the current training artifact), refused if missing, corrupt or stale."""
     source = artifacts.read_manifest(artifacts.run_dir(artifact_root, profile, model_name, dataset))
     params = compress_params(model_name, dataset, profile, source["npz_sha256"], **overrides)
@@ -289,9 +329,15 @@ def load_compressed(artifact_root: str | Path, profile: str, model_name: str, da
 
 #: The feature-compression stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[model, dataset]``.
 STAGE = Stage(
-    kind="compress", fields=("model", "dataset"), on_training=True, check=lambda profile, job: job,
-    params=lambda profile, job, root: compress_params(job["model"], job["dataset"], profile,
-                                                      training_source(root, profile, job), **job["overrides"]),
+    kind="compress",
+    fields=("model", "dataset"),
+    on_training=True,
+    check=lambda profile, job: job,
+    params=lambda profile, job, root: compress_params(
+        job["model"], job["dataset"], profile, training_source(root, profile, job), **job["overrides"]
+    ),
     directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"]),
     suffix=lambda job: f"-{job['model']}-{job['dataset']}-compressed",
-    label=lambda job: f"{job['model']}, feature codec trained (steps 2, 3 of §IV)", code_roots=code_roots)
+    label=lambda job: f"{job['model']}, feature codec trained (steps 2, 3 of §IV)",
+    code_roots=code_roots,
+)

@@ -43,10 +43,12 @@ class Outcome:
         """Accuracy, share of samples per exit and mean MFLOPs, given every exit's correctness (samples, N)."""
         n = correct.shape[1]
         right = correct[np.arange(len(self.exit)), self.exit]
-        return {"accuracy": float(right.mean()),
-                "exit_share": np.bincount(self.exit, minlength=n) / len(self.exit),
-                "device_mflops": float(self.device_flops.mean() / 1e6),
-                "total_mflops": float(self.total_flops.mean() / 1e6)}
+        return {
+            "accuracy": float(right.mean()),
+            "exit_share": np.bincount(self.exit, minlength=n) / len(self.exit),
+            "device_mflops": float(self.device_flops.mean() / 1e6),
+            "total_mflops": float(self.total_flops.mean() / 1e6),
+        }
 
 
 def _thresholds(name: str, values, n: int) -> np.ndarray:
@@ -83,8 +85,9 @@ def outcome(exit_: np.ndarray, computed: np.ndarray, parts: list[PartFlops], ep_
     return Outcome(exit_, computed, device, device + np.where(exit_ == n - 1, server, 0.0))
 
 
-def evaluate(conf: np.ndarray, parts: list[PartFlops], lam, gamma=None, scores: np.ndarray | None = None,
-             ep_flops: float = 0.0) -> Outcome:
+def evaluate(
+    conf: np.ndarray, parts: list[PartFlops], lam, gamma=None, scores: np.ndarray | None = None, ep_flops: float = 0.0
+) -> Outcome:
     """Algorithm 1 on a profile: ``conf`` (samples, N) every exit's confidence; ``lam`` the N-1 confidence
     thresholds; with ``scores`` (samples, N-1) and ``gamma`` the Exit Predictor's scores and thresholds.
 
@@ -112,7 +115,7 @@ def oracle(conf: np.ndarray, parts: list[PartFlops], lam) -> Outcome:
     that exit's classifier (none for samples answered by the server)."""
     plain = evaluate(conf, parts, lam)
     n = plain.computed.shape[1] + 1
-    computed = (np.arange(n - 1)[None, :] == plain.exit[:, None])
+    computed = np.arange(n - 1)[None, :] == plain.exit[:, None]
     return outcome(plain.exit, computed, parts)
 
 
@@ -124,8 +127,15 @@ def ep_labels(conf: np.ndarray, lam) -> np.ndarray:
     return (conf[:, :-1] >= lam[None, :]).astype(np.float32)
 
 
-def select_gamma(conf: np.ndarray, scores: np.ndarray, parts: list[PartFlops], lam, ep_flops: float = 0.0,
-                 extra_last: float = 0.02, candidates: np.ndarray | None = None) -> tuple[np.ndarray, Outcome]:
+def select_gamma(
+    conf: np.ndarray,
+    scores: np.ndarray,
+    parts: list[PartFlops],
+    lam,
+    ep_flops: float = 0.0,
+    extra_last: float = 0.02,
+    candidates: np.ndarray | None = None,
+) -> tuple[np.ndarray, Outcome]:
     """Fig. 7's prediction thresholds: the lowest mean on-device FLOPs while fewer than ``extra_last``
     (2 %) additional samples end at the last exit than without the Exit Predictor.
 
@@ -163,10 +173,17 @@ def staged_inference(model: MultiExitNet, x: Tensor, lam, gamma=None, scores: Te
     model.eval()
     n, samples = model.num_exits, len(x)
     lam = _thresholds("lam", lam, n - 1)
-    run = (torch.ones(samples, n - 1, dtype=torch.bool) if scores is None
-           else scores >= torch.as_tensor(_thresholds("gamma", gamma, n - 1), dtype=scores.dtype))
-    out = {"exit": np.full(samples, n - 1), "pred": np.zeros(samples, dtype=np.int64),
-           "conf": np.zeros(samples), "computed": np.zeros((samples, n - 1), dtype=bool)}
+    run = (
+        torch.ones(samples, n - 1, dtype=torch.bool)
+        if scores is None
+        else scores >= torch.as_tensor(_thresholds("gamma", gamma, n - 1), dtype=scores.dtype)
+    )
+    out = {
+        "exit": np.full(samples, n - 1),
+        "pred": np.zeros(samples, dtype=np.int64),
+        "conf": np.zeros(samples),
+        "computed": np.zeros((samples, n - 1), dtype=bool),
+    }
     active, h = torch.arange(samples), x
     for k in range(n - 1):
         h = model.stage(k, h)

@@ -47,8 +47,9 @@ class SqueezeExcitation(nn.Module):
         super().__init__()
         inner = max(1, channels // reduction)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.gate = nn.Sequential(nn.Flatten(), nn.Linear(channels, inner), nn.ReLU(inplace=True),
-                                  nn.Linear(inner, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels, inner), nn.ReLU(inplace=True), nn.Linear(inner, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gate(self.pool(x))[:, :, None, None]
@@ -77,8 +78,16 @@ class ExitPredictor(nn.Module):
     """The EP of Fig. 6 for ``scores = N - 1`` early exits; ``forward`` returns the logits ``z_EP``
     (Eq. (8)); :meth:`scores` applies the sigmoid of Eq. (7)."""
 
-    def __init__(self, scores: int, in_channels: int = 3, image_size: int = 32, widths: tuple[int, ...] = (32, 64, 128),
-                 concat: bool = True, se_reduction: int | None = 16, hidden: int = 64):
+    def __init__(
+        self,
+        scores: int,
+        in_channels: int = 3,
+        image_size: int = 32,
+        widths: tuple[int, ...] = (32, 64, 128),
+        concat: bool = True,
+        se_reduction: int | None = 16,
+        hidden: int = 64,
+    ):
         super().__init__()
         layers: list[nn.Module] = conv_bn_relu(in_channels, 16, stride=2)
         cin, size = 16, image_size // 2
@@ -86,8 +95,9 @@ class ExitPredictor(nn.Module):
             layers.append(SeparableBlock(cin, cout, concat, se_reduction))
             cin, size = cout, (size + 1) // 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * size * size, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, scores))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * size * size, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, scores)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -99,16 +109,25 @@ class ExitPredictor(nn.Module):
 
 def fcs_only(scores: int, in_channels: int = 3, image_size: int = 32, hidden: int = 128) -> nn.Sequential:
     """Table II's "FCs only": two FC layers on the flattened image (0.39 MFLOPs for a 32x32x3 input)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size**2, hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, scores))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_channels * image_size**2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, scores)
+    )
 
 
 def lenet(scores: int, in_channels: int = 3) -> nn.Sequential:
     """Table II's LeNet [42] (LeNet-5 for 32x32 inputs: two 5x5 convs with max-pooling, FCs 120 and 84)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, 6, 5),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(inplace=True),
+        nn.Linear(120, 84),
+        nn.ReLU(inplace=True),
         nn.Linear(84, scores),
     )
 
@@ -125,7 +144,9 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
 def build_exit_predictor(architecture: str, scores: int, seed: int | None = None) -> nn.Module:
     """An EP of one of :data:`ARCHITECTURES` with ``scores = N - 1`` outputs (seeded if ``seed`` is given)."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown Exit Predictor architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown Exit Predictor architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
     if not isinstance(scores, int) or scores < 1:
         raise ValueError(f"scores must be the number of early exits N - 1 >= 1, got {scores!r}")
     if seed is not None:
@@ -139,9 +160,20 @@ def bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
 
 
-def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset: str, *, epochs: int,
-                         batch_size: int = 128, lr: float = 0.1, lr_end: float = 1e-4, weight_decay: float = 2e-4,
-                         seed: int = 0, progress: bool = True) -> list[float]:
+def train_exit_predictor(
+    ep: nn.Module,
+    x_train: Tensor,
+    labels: Tensor,
+    dataset: str,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    lr_end: float = 1e-4,
+    weight_decay: float = 2e-4,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
     """Train ``ep`` on raw uint8 images ``x_train`` and Eq. (9) ``labels`` (samples, N-1) with Eq. (6).
 
     §V-A: as the early-exit networks (SGD, momentum 0.9, batch 128, cosine from 0.1 to 1e-4, the same
@@ -150,8 +182,15 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
     """
     if len(x_train) != len(labels):
         raise ValueError(f"{len(x_train)} images but {len(labels)} label rows; pass the labels of these images")
-    cfg = training.TrainConfig(epochs=epochs, anneal_epochs=epochs, batch_size=batch_size, lr=lr, lr_end=lr_end,
-                               weight_decay=weight_decay, seed=seed)
+    cfg = training.TrainConfig(
+        epochs=epochs,
+        anneal_epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_end=lr_end,
+        weight_decay=weight_decay,
+        seed=seed,
+    )
     opt = torch.optim.SGD(ep.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps = -(-len(x_train) // batch_size)
     history = []
@@ -163,7 +202,7 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
             order = torch.randperm(len(x_train), generator=gen)
             total = 0.0
             for step in range(steps):
-                batch = order[step * batch_size:(step + 1) * batch_size]
+                batch = order[step * batch_size : (step + 1) * batch_size]
                 for group in opt.param_groups:
                     group["lr"] = training.learning_rate(cfg, epoch + step / steps)
                 loss = bce_loss(ep(data.normalize(data.augment(x_train[batch], gen), dataset)), labels[batch])
@@ -180,11 +219,14 @@ def train_exit_predictor(ep: nn.Module, x_train: Tensor, labels: Tensor, dataset
 def predict_scores(ep: nn.Module, x: Tensor, dataset: str, batch_size: int = 1000) -> Tensor:
     """Prediction scores ``s_n`` (Eq. (7)) of raw uint8 images ``x``, shape (samples, N-1)."""
     ep.eval()
-    return torch.cat([torch.sigmoid(ep(data.normalize(x[i:i + batch_size], dataset))) for i in range(0, len(x), batch_size)])
+    return torch.cat(
+        [torch.sigmoid(ep(data.normalize(x[i : i + batch_size], dataset))) for i in range(0, len(x), batch_size)]
+    )
 
 
-def fit_or_load_scores(run, ds, lam, path, architecture: str = "ours", epochs: int = 4, seed: int = 0,
-                       progress: bool = False) -> tuple[np.ndarray, list[float]]:
+def fit_or_load_scores(
+    run, ds, lam, path, architecture: str = "ours", epochs: int = 4, seed: int = 0, progress: bool = False
+) -> tuple[np.ndarray, list[float]]:
     """Train an EP of ``architecture`` for the thresholds ``lam`` on the images of a artifact's
     training split and return its scores on the artifact's test split, kept in ``path`` (a derived result).
 
@@ -195,19 +237,28 @@ def fit_or_load_scores(run, ds, lam, path, architecture: str = "ours", epochs: i
     params = run.manifest["params"]
     if ds.sha256 != run.manifest["data_sha256"]:
         raise ValueError(f"the artifact was made from other data than this {ds.name} (dataset checksums differ)")
-    rows = {split: data.stratified_indices(getattr(ds, f"y_{split}"), params.get(f"{split}_per_class"), params["seed"])
-            for split in ("train", "test")}
+    rows = {
+        split: data.stratified_indices(getattr(ds, f"y_{split}"), params.get(f"{split}_per_class"), params["seed"])
+        for split in ("train", "test")
+    }
     for split, idx in rows.items():
         if not np.array_equal(getattr(ds, f"y_{split}")[idx].numpy(), run[f"{split}_label"]):
             raise ValueError(f"the artifact's {split} rows are not {ds.name}'s images in the training stage's order")
     labels = torch.from_numpy(ep_labels(run["train_conf"], lam))
-    key = {"artifact": derived.artifact_key(run), "lam": np.atleast_1d(lam).tolist(), "architecture": architecture,
-           "epochs": epochs, "seed": seed, "code": fingerprint(fit_or_load_scores)}
+    key = {
+        "artifact": derived.artifact_key(run),
+        "lam": np.atleast_1d(lam).tolist(),
+        "architecture": architecture,
+        "epochs": epochs,
+        "seed": seed,
+        "code": fingerprint(fit_or_load_scores),
+    }
 
     def compute() -> tuple[np.ndarray, list[float]]:
         ep = build_exit_predictor(architecture, labels.shape[1], seed=seed)
-        losses = train_exit_predictor(ep, ds.x_train[rows["train"]], labels, ds.name, epochs=epochs, seed=seed,
-                                      progress=progress)
+        losses = train_exit_predictor(
+            ep, ds.x_train[rows["train"]], labels, ds.name, epochs=epochs, seed=seed, progress=progress
+        )
         return predict_scores(ep, ds.x_test[rows["test"]], ds.name).numpy(), losses
 
     def write(result, tmp):

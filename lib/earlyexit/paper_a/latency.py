@@ -31,23 +31,30 @@ RPI3_FLOPS = 3.62e9
 TAU = 0.030
 
 
-def feature_bits(shape: tuple[int, int, int], channel_reduction: int = 4, spatial_stride: int = 2,
-                 bits: int = 8) -> int:
+def feature_bits(
+    shape: tuple[int, int, int], channel_reduction: int = 4, spatial_stride: int = 2, bits: int = 8
+) -> int:
     """Bits sent per offloaded sample: the partition feature ``(C, H, W)`` after an encoder that keeps
     ``C / channel_reduction`` channels at ``H / stride x W / stride`` and ``bits``-bit values (§V-C:
     1/4 of the channels, half the height and width, 32 -> 8 bits, a compression ratio of 64)."""
     c, h, w = shape
     if c % channel_reduction or h % spatial_stride or w % spatial_stride:
-        raise ValueError(f"feature shape {shape} is not divisible by the channel reduction {channel_reduction} "
-                         f"and the spatial stride {spatial_stride}")
+        raise ValueError(
+            f"feature shape {shape} is not divisible by the channel reduction {channel_reduction} "
+            f"and the spatial stride {spatial_stride}"
+        )
     return (c // channel_reduction) * (h // spatial_stride) * (w // spatial_stride) * bits
 
 
-def mean_latency(device_flops: np.ndarray, offload_share: np.ndarray, bits: float, r_comp: float,
-                 r_comm: np.ndarray) -> np.ndarray:
+def mean_latency(
+    device_flops: np.ndarray, offload_share: np.ndarray, bits: float, r_comp: float, r_comm: np.ndarray
+) -> np.ndarray:
     """Eq. (11) averaged over samples, for every candidate (rows) and bandwidth ``r_comm`` in bit/s (columns)."""
     device = np.asarray(device_flops, dtype=np.float64)[:, None] / r_comp
-    return device + np.asarray(offload_share, dtype=np.float64)[:, None] * bits / np.asarray(r_comm, dtype=np.float64)[None, :]
+    return (
+        device
+        + np.asarray(offload_share, dtype=np.float64)[:, None] * bits / np.asarray(r_comm, dtype=np.float64)[None, :]
+    )
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,18 @@ class Candidates:
     offload_share: np.ndarray  # (K,)
 
 
-def candidates(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], lam_values, gamma_values=(0.0,),
-               scores: np.ndarray | None = None, ep_flops: float = 0.0, oracle: bool = False,
-               offload_flops: float = 0.0, chunk: int = 256) -> Candidates:
+def candidates(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    parts: list[PartFlops],
+    lam_values,
+    gamma_values=(0.0,),
+    scores: np.ndarray | None = None,
+    ep_flops: float = 0.0,
+    oracle: bool = False,
+    offload_flops: float = 0.0,
+    chunk: int = 256,
+) -> Candidates:
     """Every combination of per-exit thresholds from ``lam_values`` (and ``gamma_values`` with ``scores``)
     evaluated by Algorithm 1 on the artifact's test confidences (``oracle``: §III's oracle instead).
 
@@ -75,8 +91,11 @@ def candidates(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], la
     conf, correct = np.asarray(conf), np.asarray(correct)
     n = conf.shape[1] - 1
     lam = np.array(list(itertools.product(lam_values, repeat=n)), dtype=np.float64)
-    gamma = (np.array(list(itertools.product(gamma_values, repeat=n)), dtype=np.float64) if scores is not None
-             else np.zeros((1, n)))
+    gamma = (
+        np.array(list(itertools.product(gamma_values, repeat=n)), dtype=np.float64)
+        if scores is not None
+        else np.zeros((1, n))
+    )
     lam, gamma = np.repeat(lam, len(gamma), 0), np.tile(gamma, (len(lam), 1))
     if oracle:
         if scores is not None:
@@ -90,8 +109,16 @@ def candidates(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], la
     return Candidates(lam, gamma, accuracy, device + offload_flops * share, share)
 
 
-def _algorithm1(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], lam: np.ndarray, gamma: np.ndarray,
-                scores: np.ndarray | None, ep_flops: float, chunk: int) -> tuple[np.ndarray, ...]:
+def _algorithm1(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    parts: list[PartFlops],
+    lam: np.ndarray,
+    gamma: np.ndarray,
+    scores: np.ndarray | None,
+    ep_flops: float,
+    chunk: int,
+) -> tuple[np.ndarray, ...]:
     """Mean on-device FLOPs, share of samples sent to the server and accuracy, each (K,), of K threshold rows."""
     n = conf.shape[1] - 1
     stage = np.array([p.stage for p in parts[:n]], dtype=np.float64)
@@ -99,7 +126,7 @@ def _algorithm1(conf: np.ndarray, correct: np.ndarray, parts: list[PartFlops], l
     samples = np.arange(conf.shape[0])[None, :]
     device, share, accuracy = [], [], []
     for start in range(0, len(lam), chunk):
-        lam_c, gamma_c = lam[start:start + chunk, None, :], gamma[start:start + chunk, None, :]
+        lam_c, gamma_c = lam[start : start + chunk, None, :], gamma[start : start + chunk, None, :]
         run = (scores[None] >= gamma_c) if scores is not None else np.ones((1, *conf[:, :n].shape), dtype=bool)
         stops = run & (conf[None, :, :n] >= lam_c)
         exit_ = np.where(stops.any(2), stops.argmax(2), n)
@@ -160,8 +187,15 @@ class ThresholdRegressor(nn.Module):
         return torch.sigmoid(self.layers(x.to(self.layers[0].weight.dtype)))
 
 
-def fit_regressor(bandwidths_mbps, thresholds: np.ndarray, interval_mbps: tuple[float, float], hidden: int = 16,
-                  steps: int = 3000, lr: float = 0.01, seed: int = 0) -> ThresholdRegressor:
+def fit_regressor(
+    bandwidths_mbps,
+    thresholds: np.ndarray,
+    interval_mbps: tuple[float, float],
+    hidden: int = 16,
+    steps: int = 3000,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> ThresholdRegressor:
     """Fit a :class:`ThresholdRegressor` to Problem (10)'s optimal thresholds (rows) at ``bandwidths_mbps``
     by full-batch Adam on the squared error (seeded, deterministic)."""
     x = torch.as_tensor(np.asarray(bandwidths_mbps, dtype=np.float64))
@@ -191,8 +225,14 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 @torch.inference_mode()
-def time_parts(model: MultiExitNet, encoder: nn.Module, ep: nn.Module | None, input_shape: tuple[int, ...],
-               repeats: int = 30, threads: int = 1) -> dict:
+def time_parts(
+    model: MultiExitNet,
+    encoder: nn.Module,
+    ep: nn.Module | None,
+    input_shape: tuple[int, ...],
+    repeats: int = 30,
+    threads: int = 1,
+) -> dict:
     """The measured counterpart of Eq. (11)'s on-device FLOPs: median seconds of every on-device part at
     batch 1 on this CPU with ``threads`` threads, in float32 — each on-device stage and early exit, the
     feature encoder and the Exit Predictor — and of one whole on-device pass (every stage and early exit,
@@ -217,10 +257,14 @@ def time_parts(model: MultiExitNet, encoder: nn.Module, ep: nn.Module | None, in
                 model.exit(i, z)
             encoder(z)
 
-        return {"stage": np.array([_median_seconds(lambda i=i: model.stage(i, inputs[i]), repeats) for i in range(n)]),
-                "exit": np.array([_median_seconds(lambda i=i: model.exit(i, outputs[i]), repeats) for i in range(n)]),
-                "encoder": _median_seconds(lambda: encoder(h), repeats),
-                "ep": _median_seconds(lambda: ep.eval()(x), repeats) if ep is not None else 0.0,
-                "whole_pass": _median_seconds(whole, repeats), "threads": threads, "repeats": repeats}
+        return {
+            "stage": np.array([_median_seconds(lambda i=i: model.stage(i, inputs[i]), repeats) for i in range(n)]),
+            "exit": np.array([_median_seconds(lambda i=i: model.exit(i, outputs[i]), repeats) for i in range(n)]),
+            "encoder": _median_seconds(lambda: encoder(h), repeats),
+            "ep": _median_seconds(lambda: ep.eval()(x), repeats) if ep is not None else 0.0,
+            "whole_pass": _median_seconds(whole, repeats),
+            "threads": threads,
+            "repeats": repeats,
+        }
     finally:
         torch.set_num_threads(previous)

@@ -58,8 +58,9 @@ def fraction_plan(n: int, fraction: float) -> np.ndarray:
     return plan
 
 
-def optimal_static_plan(tc, tb, mean_accuracy, preemption: elastic.Preemption = elastic.Preemption()
-                        ) -> tuple[np.ndarray, str]:
+def optimal_static_plan(
+    tc, tb, mean_accuracy, preemption: elastic.Preemption = elastic.Preemption()
+) -> tuple[np.ndarray, str]:
     """Table II's optimal static plan on the average profiles, and how it was found."""
     grid = preemption.cdf_grid(search.total_time(tc, tb))
     accuracy = np.asarray(mean_accuracy, dtype=np.float64)
@@ -68,17 +69,24 @@ def optimal_static_plan(tc, tb, mean_accuracy, preemption: elastic.Preemption = 
     return search.exact_search(tc, tb, accuracy, cdf_grid=grid)[0], "exact planner"
 
 
-def cs_predictor(run: Artifact, derived_dir: str | Path, profile: str,
-                 seed: int = 0) -> tuple[predictor.CSPredictor, list[float]]:
+def cs_predictor(
+    run: Artifact, derived_dir: str | Path, profile: str, seed: int = 0
+) -> tuple[predictor.CSPredictor, list[float]]:
     """The model's CS-Predictor (§IV-C) on the fitting half of its test CS-profile, and its Eq. (3) losses,
     kept in ``derived_dir`` (one epoch in the smoke profile)."""
     fit, _ = halves(len(run["test_conf"]))
-    return predictor.fit_or_load(run["test_conf"][fit], Path(derived_dir) / "cs-predictor.npz",
-                                 epochs=1 if profile == "smoke" else None, seed=seed, progress=False)
+    return predictor.fit_or_load(
+        run["test_conf"][fit],
+        Path(derived_dir) / "cs-predictor.npz",
+        epochs=1 if profile == "smoke" else None,
+        seed=seed,
+        progress=False,
+    )
 
 
-def policies(run: Artifact, cs: predictor.CSPredictor, setup: Setup,
-             preemption: elastic.Preemption) -> dict[str, tuple[str, object]]:
+def policies(
+    run: Artifact, cs: predictor.CSPredictor, setup: Setup, preemption: elastic.Preemption
+) -> dict[str, tuple[str, object]]:
     """Every compared plan by name: (family, policy for :func:`elastic.simulate`)."""
     tc, tb = elastic.et_means(run)
     n = tc.size
@@ -94,8 +102,13 @@ def policies(run: Artifact, cs: predictor.CSPredictor, setup: Setup,
     return out
 
 
-def compare(run: Artifact, derived_dir: str | Path, profile: str, setup: Setup = Setup(),
-            preemption: elastic.Preemption = elastic.Preemption()) -> pd.DataFrame:
+def compare(
+    run: Artifact,
+    derived_dir: str | Path,
+    profile: str,
+    setup: Setup = Setup(),
+    preemption: elastic.Preemption = elastic.Preemption(),
+) -> pd.DataFrame:
     """Accuracy (%), branches produced and search ms per decision of every plan of :func:`policies`
     on the scored half, kept in ``derived_dir`` with the inputs it depends on (:mod:`earlyexit.engine.derived`)."""
     params = run.manifest["params"]
@@ -107,13 +120,27 @@ def compare(run: Artifact, derived_dir: str | Path, profile: str, setup: Setup =
         cs, _ = cs_predictor(run, derived_dir, profile, setup.seed)
         rows = []
         for method, (family, policy) in policies(run, cs, setup, preemption).items():
-            result = elastic.simulate(tc, tb, conf, correct, policy, preemption, runs=setup.runs, seed=setup.seed,
-                                      progress=False)
-            rows.append({"model": params["model"], "dataset": params["dataset"], "family": family, "method": method,
-                         "accuracy": 100 * result.accuracy, "spread": 100 * result.run_accuracy.std(),
-                         "branches": result.branches, "search_ms": 1e3 * result.search_s})
+            result = elastic.simulate(
+                tc, tb, conf, correct, policy, preemption, runs=setup.runs, seed=setup.seed, progress=False
+            )
+            rows.append(
+                {
+                    "model": params["model"],
+                    "dataset": params["dataset"],
+                    "family": family,
+                    "method": method,
+                    "accuracy": 100 * result.accuracy,
+                    "spread": 100 * result.run_accuracy.std(),
+                    "branches": result.branches,
+                    "search_ms": 1e3 * result.search_s,
+                }
+            )
         return pd.DataFrame(rows)
 
-    key = {"artifact": derived.artifact_key(run), "setup": asdict(setup), "preemption": asdict(preemption),
-           "code": fingerprint(compare)}
+    key = {
+        "artifact": derived.artifact_key(run),
+        "setup": asdict(setup),
+        "preemption": asdict(preemption),
+        "code": fingerprint(compare),
+    }
     return derived.frame(Path(derived_dir) / f"comparison-{preemption.kind}.csv", key, compute)

@@ -113,13 +113,21 @@ def _box(ax, x: float, y: float, width: float, rows: list[Row], title: str, colo
     ax.text(x + 0.08, y - 0.26, f"{title}  ({total:.2f} MFLOPs)", fontsize=6.5, weight="bold", va="center")
     for i, r in enumerate(rows):
         ax.text(x + 0.08, y - 0.26 - 0.34 * (i + 1), f"{r.label}", fontsize=5.6, va="center")
-        ax.text(x + width - 0.08, y - 0.26 - 0.34 * (i + 1), f"{_shape(r.shape)} | {r.mflops:.2f}", fontsize=5.6,
-                va="center", ha="right", color="0.25")
+        ax.text(
+            x + width - 0.08,
+            y - 0.26 - 0.34 * (i + 1),
+            f"{_shape(r.shape)} | {r.mflops:.2f}",
+            fontsize=5.6,
+            va="center",
+            ha="right",
+            color="0.25",
+        )
     return height
 
 
-def draw_multiexit(model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
-                   box_width: float = 3.6) -> plt.Figure:
+def draw_multiexit(
+    model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "", box_width: float = 3.6
+) -> plt.Figure:
     """Stages left to right, each exit under its stage, the partition after the last early exit.
 
     Every row reads ``layer | output shape | MFLOPs``; box titles carry the part's total (Paper A's
@@ -141,15 +149,35 @@ def draw_multiexit(model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 3
     for k in range(n):
         x = gap + k * (box_width + gap)
         server = k == n - 1
-        _box(ax, x, fig_h - 0.5, box_width, stage_rows[k], f"stage {k + 1}" + (" (server)" if server else ""),
-             "#dde8f5" if not server else "#f1e3d3")
+        _box(
+            ax,
+            x,
+            fig_h - 0.5,
+            box_width,
+            stage_rows[k],
+            f"stage {k + 1}" + (" (server)" if server else ""),
+            "#dde8f5" if not server else "#f1e3d3",
+        )
         y_exit = fig_h - 0.5 - top_height - 0.5
-        _box(ax, x, y_exit, box_width, exit_rows[k], f"exit {k + 1}" + (" (final)" if server else ""),
-             "#e3f1dd" if not server else "#f1e3d3")
-        ax.annotate("", xy=(x + box_width / 2, y_exit), xytext=(x + box_width / 2, fig_h - 0.5 - top_height),
-                    arrowprops={"arrowstyle": "->", "lw": 0.8})
+        _box(
+            ax,
+            x,
+            y_exit,
+            box_width,
+            exit_rows[k],
+            f"exit {k + 1}" + (" (final)" if server else ""),
+            "#e3f1dd" if not server else "#f1e3d3",
+        )
+        ax.annotate(
+            "",
+            xy=(x + box_width / 2, y_exit),
+            xytext=(x + box_width / 2, fig_h - 0.5 - top_height),
+            arrowprops={"arrowstyle": "->", "lw": 0.8},
+        )
         if k:
-            ax.annotate("", xy=(x, fig_h - 0.7), xytext=(x - gap, fig_h - 0.7), arrowprops={"arrowstyle": "->", "lw": 0.8})
+            ax.annotate(
+                "", xy=(x, fig_h - 0.7), xytext=(x - gap, fig_h - 0.7), arrowprops={"arrowstyle": "->", "lw": 0.8}
+            )
     cut = gap + (n - 1) * (box_width + gap) - gap / 2
     ax.axvline(cut, color="C3", ls="--", lw=1)
     ax.text(cut - 0.05, 0.15, "device", ha="right", fontsize=7, color="C3")
@@ -161,8 +189,9 @@ def draw_multiexit(model: MultiExitNet, input_shape: tuple[int, ...] = (3, 32, 3
     return fig
 
 
-def draw_chain(module: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
-               width: float = 4.6) -> plt.Figure:
+def draw_chain(
+    module: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "", width: float = 4.6
+) -> plt.Figure:
     """One box of a module's rows (``layer | output shape | MFLOPs``), e.g. the Exit Predictor of Fig. 6."""
     rows, _ = layer_rows(module, torch.zeros(1, *input_shape))
     height = 0.34 * (len(rows) + 1) + 0.6
@@ -179,8 +208,13 @@ def _short(rows: list[Row]) -> str:
     return rows[0].label.split(" + ")[0] if rows else "(no layers)"
 
 
-def draw_compact(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), title: str = "",
-                 box: float = 1.25, ax: plt.Axes | None = None) -> plt.Axes:
+def draw_compact(
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    title: str = "",
+    box: float = 1.25,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
     """One small box per part, left to right: for a :class:`MultiExitNet` every stage with its branch
     beneath (``exit k`` and its MFLOPs), for a plain ``nn.Sequential`` every layer (a single-exit network).
 
@@ -209,9 +243,17 @@ def draw_compact(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), t
         if exit_rows is not None:
             color = "#e3f1dd" if k < len(parts) - 1 else "#f1e3d3"
             ax.add_patch(FancyBboxPatch((x, 0.1), box, 0.7, boxstyle="round,pad=0.02", fc=color, ec="0.3", lw=0.6))
-            ax.text(x + box / 2, 0.45, f"exit {k + 1}\n{sum(r.mflops for r in exit_rows):.2f} MF", ha="center",
-                    va="center", fontsize=4.6)
-            ax.annotate("", xy=(x + box / 2, 0.8), xytext=(x + box / 2, 1.3), arrowprops={"arrowstyle": "->", "lw": 0.5})
+            ax.text(
+                x + box / 2,
+                0.45,
+                f"exit {k + 1}\n{sum(r.mflops for r in exit_rows):.2f} MF",
+                ha="center",
+                va="center",
+                fontsize=4.6,
+            )
+            ax.annotate(
+                "", xy=(x + box / 2, 0.8), xytext=(x + box / 2, 1.3), arrowprops={"arrowstyle": "->", "lw": 0.5}
+            )
     ax.set_xlim(0, width)
     ax.set_ylim(0, 2.3)
     ax.axis("off")
@@ -252,8 +294,7 @@ def expectation_steps(tc, tb, conf, plan, cdf=None, c0: float = 0.0) -> list[Ste
     bounds.append(total)
     masses = [cdf(b) - cdf(a) for a, b in zip(bounds, bounds[1:])]
     value = sum(c * m for c, m in zip(levels, masses))
-    return [Step(a, b, c, m, c * m / value if value else 0.0)
-            for a, b, c, m in zip(bounds, bounds[1:], levels, masses)]
+    return [Step(a, b, c, m, c * m / value if value else 0.0) for a, b, c, m in zip(bounds, bounds[1:], levels, masses)]
 
 
 #: Colours of a real-mode trace: conv part, branch counted, branch too late, re-plan (CS-Predictor + search).
@@ -267,8 +308,9 @@ def draw_trace(ax, trace: Trace, y: float, name: str, label: int | None = None) 
     for e in trace.events:
         color = TRACE_COLORS["late" if e.kind == "branch" and not e.counted else e.kind]
         height = 0.6 if e.kind == "part" else 0.35
-        ax.broken_barh([(1e3 * e.start, max(1e3 * (e.end - e.start), 1e-3))], (y - height / 2, height),
-                       color=color, lw=0)
+        ax.broken_barh(
+            [(1e3 * e.start, max(1e3 * (e.end - e.start), 1e-3))], (y - height / 2, height), color=color, lw=0
+        )
         if e.kind == "branch":
             ax.text(1e3 * (e.start + e.end) / 2, y + 0.36, f"{e.exit + 1}", ha="center", va="bottom", fontsize=6)
     deadline = 1e3 * trace.deadline

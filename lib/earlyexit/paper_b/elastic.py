@@ -138,8 +138,9 @@ def skip_plan(n: int, k: int) -> np.ndarray:
     return (np.arange(n)[::-1] % (k + 1)) == 0
 
 
-def plan_expectation(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, plan,
-                     preemption: Preemption = Preemption()) -> dict[str, float]:
+def plan_expectation(
+    tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, plan, preemption: Preemption = Preemption()
+) -> dict[str, float]:
     """Fig. 11's "expectation" of a static plan, Algorithm 1 averaged over the samples.
 
     ``accuracy``: each sample's correctness as its scores (the exact expected accuracy of the plan
@@ -151,8 +152,9 @@ def plan_expectation(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, pl
     out = {}
     for name, scores in (("accuracy", test_correct), ("confidence", test_conf)):
         mean = np.asarray(scores, dtype=np.float64).mean(0)
-        out[name] = (search.expectation(tc, tb, mean, plan) if grid is None
-                     else search.expectation_cdf(tc, tb, mean, plan, grid))
+        out[name] = (
+            search.expectation(tc, tb, mean, plan) if grid is None else search.expectation_cdf(tc, tb, mean, plan, grid)
+        )
     return out
 
 
@@ -192,8 +194,12 @@ def suffix_problem(tc, tb, conf, k: int, t_now: float, grid: np.ndarray | None =
     total = tc.sum() + tb.sum()
     rest_c, rest_b = tc[k + 1 :], tb[k + 1 :]
     leftover = max(total - t_now - rest_c.sum() - rest_b.sum(), 0.0)
-    return (np.append(rest_c, leftover), np.append(rest_b, 0.0),
-            np.append(np.asarray(conf, dtype=np.float64)[k + 1 :], 0.0), conditional_grid(grid, total, t_now))
+    return (
+        np.append(rest_c, leftover),
+        np.append(rest_b, 0.0),
+        np.append(np.asarray(conf, dtype=np.float64)[k + 1 :], 0.0),
+        conditional_grid(grid, total, t_now),
+    )
 
 
 @dataclass(frozen=True)
@@ -227,8 +233,10 @@ class Dynamic:
 
     def __post_init__(self):
         if not isinstance(self.predictor, (CSPredictor, Oracle)):
-            raise TypeError(f"predictor must be a CSPredictor (predictor.fit_or_load) or elastic.Oracle(), "
-                            f"got {type(self.predictor).__name__}")
+            raise TypeError(
+                f"predictor must be a CSPredictor (predictor.fit_or_load) or elastic.Oracle(), "
+                f"got {type(self.predictor).__name__}"
+            )
         if self.search not in ("hybrid", "greedy", "random", "exact"):
             raise ValueError(f"search must be hybrid, greedy, random or exact, got {self.search!r}")
         search._int_in("m", self.m, 0, search.ENUM_MAX_EXITS, "exits enumerated per decision; 2**m plans each")
@@ -314,10 +322,14 @@ def _check_profiles(tc, tb, test_conf, test_correct) -> tuple[np.ndarray, ...]:
     tc, tb, _, _ = search._profile_checked(tc, tb, np.zeros(np.size(tc)), 0.0)
     conf, correct = np.asarray(test_conf, dtype=np.float64), np.asarray(test_correct)
     if conf.ndim != 2 or conf.shape != correct.shape or conf.shape[1] != tc.size:
-        raise ValueError(f"need test_conf and test_correct of shape (samples, n) and tc, tb of length n; got "
-                         f"{conf.shape}, {correct.shape}, {tc.shape}, {tb.shape}")
+        raise ValueError(
+            f"need test_conf and test_correct of shape (samples, n) and tc, tb of length n; got "
+            f"{conf.shape}, {correct.shape}, {tc.shape}, {tb.shape}"
+        )
     if conf.shape[0] == 0:
-        raise ValueError("the CS-profile has no samples; pass test_conf/test_correct of shape (samples, n), samples >= 1")
+        raise ValueError(
+            "the CS-profile has no samples; pass test_conf/test_correct of shape (samples, n), samples >= 1"
+        )
     if not np.all((conf >= 0) & (conf <= 1)):
         raise ValueError("test_conf must hold confidences in [0, 1] (no NaN); pass the CS-profile's confidences")
     if correct.dtype != np.bool_ and not np.all((correct == 0) | (correct == 1)):
@@ -325,8 +337,9 @@ def _check_profiles(tc, tb, test_conf, test_correct) -> tuple[np.ndarray, ...]:
     return tc, tb, conf, correct.astype(bool)
 
 
-def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed: int,
-                     progress: bool) -> tuple[np.ndarray, _Planner, float]:
+def _dynamic_outputs(
+    tc, tb, conf, policy: Dynamic, preemption: Preemption, seed: int, progress: bool
+) -> tuple[np.ndarray, _Planner, float]:
     """Output time of every exit of every sample under EINet, run to ``T`` (inf where skipped).
 
     Block by block across all samples: the Activation Cache (Eq. (4)) holds every sample's known
@@ -367,9 +380,17 @@ def _dynamic_outputs(tc, tb, conf, policy: Dynamic, preemption: Preemption, seed
     return out_t, planner, predict_s
 
 
-def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
-             preemption: Preemption = Preemption(), runs: int = 5, seed: int = 0,
-             progress: bool = True) -> SimResult:
+def simulate(
+    tc,
+    tb,
+    test_conf: np.ndarray,
+    test_correct: np.ndarray,
+    policy,
+    preemption: Preemption = Preemption(),
+    runs: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> SimResult:
     """Elastic inference on profiles (§V, §VI-C): ET-profile means ``tc``, ``tb``, CS-profile (samples, n).
 
     ``policy`` is a static plan (bool vector; all True = the baseline), :class:`Threshold` or
@@ -409,8 +430,9 @@ def simulate(tc, tb, test_conf: np.ndarray, test_correct: np.ndarray, policy,
         hit = produced.any(1) & correct[np.arange(samples), latest]
         accuracy[r], branches[r] = hit.mean(), produced.sum(1).mean()
     per = max(decisions, 1)
-    return SimResult(accuracy, float(accuracy.mean()), float(branches.mean()), decisions,
-                     search_s / per, predict_s / per)
+    return SimResult(
+        accuracy, float(accuracy.mean()), float(branches.mean()), decisions, search_s / per, predict_s / per
+    )
 
 
 # ---------------------------------------------------------------------------------- real mode
@@ -443,10 +465,18 @@ class Trace:
     pred: int
 
 
-def _elastic_sample(model: MultiExitNet, h: torch.Tensor, tc: np.ndarray, tb: np.ndarray, plan: np.ndarray,
-                    planner: _Planner | None, cache: CachedPredictor | None, deadline: float,
-                    events: list[Event] | None = None,
-                    plans: list[tuple[float, np.ndarray]] | None = None) -> tuple[int, int, int, float]:
+def _elastic_sample(
+    model: MultiExitNet,
+    h: torch.Tensor,
+    tc: np.ndarray,
+    tb: np.ndarray,
+    plan: np.ndarray,
+    planner: _Planner | None,
+    cache: CachedPredictor | None,
+    deadline: float,
+    events: list[Event] | None = None,
+    plans: list[tuple[float, np.ndarray]] | None = None,
+) -> tuple[int, int, int, float]:
     """Algorithm 1 in real time on one normalised sample ``h`` (batch 1); ``plan`` is updated in place.
 
     Returns the prediction and exit of the latest output by the deadline (-1: none), the branches run
@@ -498,15 +528,25 @@ def _policy_state(model: MultiExitNet, tc: np.ndarray, tb: np.ndarray, policy, p
     if not isinstance(policy, Dynamic):
         return np.asarray(policy, dtype=bool), None, None
     if policy.oracle:
-        raise ValueError("elastic.Oracle knows a sample's scores before it runs, which a real run cannot; "
-                         "use it in simulate(), and a trained CSPredictor here")
+        raise ValueError(
+            "elastic.Oracle knows a sample's scores before it runs, which a real run cannot; "
+            "use it in simulate(), and a trained CSPredictor here"
+        )
     planner = _Planner(tc, tb, policy, preemption, 0)
     return planner.initial(), planner, CachedPredictor(policy.predictor)
 
 
 @torch.no_grad()
-def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, tb, policy,
-             deadline_s, preemption: Preemption = Preemption()) -> dict[str, np.ndarray]:
+def run_real(
+    model: MultiExitNet,
+    x_uint8: torch.Tensor,
+    dataset_name: str,
+    tc,
+    tb,
+    policy,
+    deadline_s,
+    preemption: Preemption = Preemption(),
+) -> dict[str, np.ndarray]:
     """Elastic inference on this CPU, one sample at a time, against a wall-clock deadline.
 
     ``tc``, ``tb``: the ET-profile (seconds) the planner uses; ``policy``: a static plan or
@@ -522,15 +562,25 @@ def run_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, 
     model.eval()
     x = data.normalize(x_uint8, dataset_name)
     first, planner, cache = _policy_state(model, tc, tb, policy, preemption)
-    rows = [_elastic_sample(model, x[i : i + 1], tc, tb, first.copy(), planner, cache, deadline[i])
-            for i in range(len(x))]
+    rows = [
+        _elastic_sample(model, x[i : i + 1], tc, tb, first.copy(), planner, cache, deadline[i]) for i in range(len(x))
+    ]
     columns = (("pred", np.int64), ("exit", np.int64), ("branches", np.int64), ("elapsed_s", np.float64))
     return {name: np.array([row[j] for row in rows], dtype=dtype) for j, (name, dtype) in enumerate(columns)}
 
 
 @torch.no_grad()
-def trace_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc, tb, policy,
-               deadline_s: float, preemption: Preemption = Preemption(), warmup: int = 3) -> Trace:
+def trace_real(
+    model: MultiExitNet,
+    x_uint8: torch.Tensor,
+    dataset_name: str,
+    tc,
+    tb,
+    policy,
+    deadline_s: float,
+    preemption: Preemption = Preemption(),
+    warmup: int = 3,
+) -> Trace:
     """:func:`run_real` on one image (``x_uint8`` of shape (1, C, H, W)), recording every step (Figs. 1, 2).
 
     ``warmup`` untimed runs of the same image without a deadline come first, so that the traced run
@@ -545,23 +595,29 @@ def trace_real(model: MultiExitNet, x_uint8: torch.Tensor, dataset_name: str, tc
     for _ in range(warmup):
         _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, math.inf)
     events, plans = [], [(0.0, first.copy())]
-    pred, exit_, _, _ = _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]),
-                                        events, plans)
+    pred, exit_, _, _ = _elastic_sample(
+        model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]), events, plans
+    )
     return Trace(events, plans, float(deadline[0]), exit_, pred)
 
 
-def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, policy,
-                       deadline_s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_real_inputs(
+    model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, policy, deadline_s
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated inputs of :func:`run_real`: raw images of the model's dataset, one time per exit, deadlines."""
     if not isinstance(x_uint8, torch.Tensor) or x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4:
-        raise ValueError(f"x_uint8 must be raw uint8 images NCHW (run_real normalises them itself), got "
-                         f"{getattr(x_uint8, 'dtype', type(x_uint8).__name__)} of shape {tuple(getattr(x_uint8, 'shape', ()))}")
+        raise ValueError(
+            f"x_uint8 must be raw uint8 images NCHW (run_real normalises them itself), got "
+            f"{getattr(x_uint8, 'dtype', type(x_uint8).__name__)} of shape {tuple(getattr(x_uint8, 'shape', ()))}"
+        )
     if dataset_name not in data.SPECS:
         raise ValueError(f"unknown dataset {dataset_name!r}; choose one of {', '.join(data.SPECS)}")
     h, w, c = data.SPECS[dataset_name][1]
     if tuple(x_uint8.shape[1:]) != (c, h, w):
-        raise ValueError(f"images of shape {tuple(x_uint8.shape[1:])} are not {dataset_name} ({c}x{h}x{w}); "
-                         "pass the dataset the images (and the model) come from")
+        raise ValueError(
+            f"images of shape {tuple(x_uint8.shape[1:])} are not {dataset_name} ({c}x{h}x{w}); "
+            "pass the dataset the images (and the model) come from"
+        )
     n = model.num_exits
     tc, tb, _, _ = search._profile_checked(tc, tb, np.zeros(np.size(tc)), 0.0)
     if tc.size != n:
@@ -569,12 +625,15 @@ def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, 
     if not isinstance(policy, Dynamic):
         plan = np.asarray(policy)
         if plan.shape != (n,) or (plan.dtype != np.bool_ and not np.all((plan == 0) | (plan == 1))):
-            raise ValueError(f"a static plan has one bit (bool or 0/1) per exit ({n}), got {plan.dtype} of shape {plan.shape}")
+            raise ValueError(
+                f"a static plan has one bit (bool or 0/1) per exit ({n}), got {plan.dtype} of shape {plan.shape}"
+            )
     try:
         deadline = np.broadcast_to(np.asarray(deadline_s, dtype=np.float64), (len(x_uint8),))
     except ValueError:
-        raise ValueError(f"deadline_s must be one number or one per sample ({len(x_uint8)}), got shape "
-                         f"{np.shape(deadline_s)}") from None
+        raise ValueError(
+            f"deadline_s must be one number or one per sample ({len(x_uint8)}), got shape {np.shape(deadline_s)}"
+        ) from None
     if not np.all(deadline >= 0) or not np.all(np.isfinite(deadline)):
         raise ValueError("deadline_s must be finite and >= 0 (seconds after each sample's start; no NaN)")
     return tc, tb, deadline
@@ -583,8 +642,10 @@ def _check_real_inputs(model: MultiExitNet, x_uint8, dataset_name: str, tc, tb, 
 def et_means(run: Artifact) -> tuple[np.ndarray, np.ndarray]:
     """The ET-profile EINet plans with (§IV-B1): mean time of every conv part and branch (seconds)."""
     if "et_tc" not in run.arrays:
-        raise ValueError("this artifact has no ET-profile: the training stage times Paper B's models only "
-                         f"(model {run.manifest['params']['model']!r})")
+        raise ValueError(
+            "this artifact has no ET-profile: the training stage times Paper B's models only "
+            f"(model {run.manifest['params']['model']!r})"
+        )
     return run["et_tc"].mean(0), run["et_tb"].mean(0)
 
 
@@ -596,5 +657,9 @@ def gap_sources(baseline: float, einet: float, exact: float, oracle: float) -> d
     ``expectation``: the oracle's exact plans vs running every branch, what planning on confidences
     instead of correctness gains or loses when the scores are known. All in the inputs' unit.
     """
-    return {"search": einet - exact, "predictor": exact - oracle, "expectation": oracle - baseline,
-            "total": einet - baseline}
+    return {
+        "search": einet - exact,
+        "predictor": exact - oracle,
+        "expectation": oracle - baseline,
+        "total": einet - baseline,
+    }

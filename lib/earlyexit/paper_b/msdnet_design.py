@@ -66,7 +66,9 @@ class Variant:
         """The variant of :attr:`name`; a ValueError shows the form for anything else."""
         match = re.fullmatch(r"b(\d+)-s(\d+)-base(\d+)-c(\d+)(?:-(\d+)conv(\d+)fc)?", str(name))
         if not match:
-            raise ValueError(f"an MSDNet design is named like 'b21-s2-base4-c16' or 'b21-s2-base4-c16-1conv2fc', got {name!r}")
+            raise ValueError(
+                f"an MSDNet design is named like 'b21-s2-base4-c16' or 'b21-s2-base4-c16-1conv2fc', got {name!r}"
+            )
         blocks, step, base, channels, convs, fcs = match.groups()
         return cls(int(blocks), int(step), int(base), int(channels), None if convs is None else (int(convs), int(fcs)))
 
@@ -75,8 +77,11 @@ _MSDNET21, _MSDNET40 = Variant(21, 2, 4, 16), Variant(40, 1, 4, 16)
 #: Fig. 14(a): blocks at step 1 (40 is Paper B's MSDNet-40), then step, base and channels around MSDNet-21.
 GRID: tuple[Variant, ...] = (
     *(replace(_MSDNET40, blocks=b) for b in (10, 21, 30, 40, 50)),
-    _MSDNET21, replace(_MSDNET21, step=3), replace(_MSDNET21, base=2),
-    replace(_MSDNET21, channels=4), replace(_MSDNET21, channels=8),
+    _MSDNET21,
+    replace(_MSDNET21, step=3),
+    replace(_MSDNET21, base=2),
+    replace(_MSDNET21, channels=4),
+    replace(_MSDNET21, channels=8),
 )
 #: Fig. 14(b): branch structures (convs, fcs) on MSDNet-21.
 BRANCHES: tuple[Variant, ...] = tuple(replace(_MSDNET21, branch=b) for b in ((0, 1), (1, 1), (2, 1), (1, 2), (2, 2)))
@@ -105,11 +110,14 @@ def build(variant: Variant, dataset: str, seed: int | None = None) -> MultiExitN
     classes, (_, _, in_channels), _, _ = data.SPECS[dataset]
     if seed is not None:
         torch.manual_seed(seed)
-    model = msdnet.msdnet(classes, variant.blocks, variant.step, variant.base, variant.channels, in_channels=in_channels)
+    model = msdnet.msdnet(
+        classes, variant.blocks, variant.step, variant.base, variant.channels, in_channels=in_channels
+    )
     if variant.branch is not None:
         convs, fcs = variant.branch
-        model.exits = nn.ModuleList(Coarsest(einet_models.branch(own[0].in_channels, classes, convs, fcs))
-                                    for own in model.exits)
+        model.exits = nn.ModuleList(
+            Coarsest(einet_models.branch(own[0].in_channels, classes, convs, fcs)) for own in model.exits
+        )
         for m in model.exits.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -123,8 +131,14 @@ def config(profile: str):
 
 def design_params(variant: Variant, dataset: str, profile: str) -> dict:
     """The parameters a design artifact records and must match to be current."""
-    return {"stage": "design", "model": f"msdnet-{variant.name}", "dataset": dataset,
-            "profile": profile, **asdict(config(profile)), "et_samples": ET_SAMPLES[profile]}
+    return {
+        "stage": "design",
+        "model": f"msdnet-{variant.name}",
+        "dataset": dataset,
+        "profile": profile,
+        **asdict(config(profile)),
+        "et_samples": ET_SAMPLES[profile],
+    }
 
 
 def run_dir(artifact_root: str | Path, profile: str, variant: Variant, dataset: str) -> Path:
@@ -138,8 +152,15 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
     return (train_and_profile,), (*RECORDED, RECIPE)
 
 
-def train_and_profile(variant: Variant, dataset: str, profile: str, artifact_root: str | Path,
-                      data_dir: str | None = None, progress: bool = True, force: bool = False) -> artifacts.Artifact:
+def train_and_profile(
+    variant: Variant,
+    dataset: str,
+    profile: str,
+    artifact_root: str | Path,
+    data_dir: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> artifacts.Artifact:
     """Train ``variant`` with :func:`config` (resuming from its checkpoint) and write its artifact: the test
     CS-profile and the ET-profile (``et_tc``, ``et_tb``), as the training stage writes for Paper B's
     models. Skipped while current; the checkpoint is deleted once the artifact is written (nothing
@@ -158,10 +179,17 @@ def train_and_profile(variant: Variant, dataset: str, profile: str, artifact_roo
     arrays = artifacts.cs_profile(predict(model, ds.x_test[idx], ds.name, progress=progress), ds.y_test[idx], "test")
     et = et_profile.measure_et_profile(model.cpu(), ds.x_test[idx], ds.name, samples=params["et_samples"])
     arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
-    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
-                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history), history=history,
-                            test_accuracy=arrays["test_correct"].mean(0).tolist(),
-                            machine=hardware.machine_record(precision_used(history)))
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
     checkpoint.unlink(missing_ok=True)
     return artifacts.read(directory, params, ds.sha256)
 
@@ -171,8 +199,15 @@ def load_design(artifact_root: str | Path, profile: str, variant: Variant, datas
     return artifacts.read(run_dir(artifact_root, profile, variant, dataset), design_params(variant, dataset, profile))
 
 
-def elastic_accuracy(run: artifacts.Artifact, derived_dir: str | Path, profile: str, m: int = 5, runs: int = 5, seed: int = 0,
-                     preemption: elastic.Preemption = elastic.Preemption()) -> pd.DataFrame:
+def elastic_accuracy(
+    run: artifacts.Artifact,
+    derived_dir: str | Path,
+    profile: str,
+    m: int = 5,
+    runs: int = 5,
+    seed: int = 0,
+    preemption: elastic.Preemption = elastic.Preemption(),
+) -> pd.DataFrame:
     """Fig. 14's accuracy of one variant under elastic inference: every branch and EINet (hybrid search,
     CS-Predictor on the even half of the test CS-profile, scored on the odd half, as Figs. 8-10), with
     the ET-profile's total time, mean branch time and last exit; kept in ``derived_dir``."""
@@ -183,17 +218,33 @@ def elastic_accuracy(run: artifacts.Artifact, derived_dir: str | Path, profile: 
 
     def compute() -> pd.DataFrame:
         cs, _ = baselines.cs_predictor(run, directory, profile, seed)
-        row = {"variant": run.manifest["params"]["model"].removeprefix("msdnet-"), "exits": tc.size,
-               "total_ms": 1e3 * search.total_time(tc, tb), "branch_ms": 1e3 * tb.mean(),
-               "last_exit": 100 * run.accuracy[-1]}
-        for method, policy in (("every branch", np.ones(tc.size, dtype=bool)),
-                               (f"EINet hybrid m={m}", elastic.Dynamic(cs, "hybrid", m=m))):
-            row[method] = 100 * elastic.simulate(tc, tb, conf, correct, policy, preemption, runs=runs, seed=seed,
-                                                 progress=False).accuracy
+        row = {
+            "variant": run.manifest["params"]["model"].removeprefix("msdnet-"),
+            "exits": tc.size,
+            "total_ms": 1e3 * search.total_time(tc, tb),
+            "branch_ms": 1e3 * tb.mean(),
+            "last_exit": 100 * run.accuracy[-1],
+        }
+        for method, policy in (
+            ("every branch", np.ones(tc.size, dtype=bool)),
+            (f"EINet hybrid m={m}", elastic.Dynamic(cs, "hybrid", m=m)),
+        ):
+            row[method] = (
+                100
+                * elastic.simulate(
+                    tc, tb, conf, correct, policy, preemption, runs=runs, seed=seed, progress=False
+                ).accuracy
+            )
         return pd.DataFrame([row])
 
-    key = {"artifact": derived.artifact_key(run), "m": m, "runs": runs, "seed": seed, "preemption": asdict(preemption),
-           "code": fingerprint(elastic_accuracy)}
+    key = {
+        "artifact": derived.artifact_key(run),
+        "m": m,
+        "runs": runs,
+        "seed": seed,
+        "preemption": asdict(preemption),
+        "code": fingerprint(elastic_accuracy),
+    }
     return derived.frame(directory / f"elastic-{preemption.kind}.csv", key, compute)
 
 
@@ -206,8 +257,13 @@ def _check_job(profile: str, job: dict) -> dict:
 
 #: The design stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[variant, dataset]``, trained here.
 STAGE = Stage(
-    kind="design", fields=("variant", "dataset"), on_training=False, check=_check_job,
+    kind="design",
+    fields=("variant", "dataset"),
+    on_training=False,
+    check=_check_job,
     params=lambda profile, job, root: design_params(Variant.parse(job["variant"]), job["dataset"], profile),
     directory=lambda root, profile, job: run_dir(root, profile, Variant.parse(job["variant"]), job["dataset"]),
     suffix=lambda job: f"-{job['variant']}-{job['dataset']}",
-    label=lambda job: f"MSDNet design {job['variant']} (Paper B Fig. 14)", code_roots=code_roots)
+    label=lambda job: f"MSDNet design {job['variant']} (Paper B Fig. 14)",
+    code_roots=code_roots,
+)

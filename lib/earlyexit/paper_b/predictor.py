@@ -91,8 +91,12 @@ class CSPredictor(nn.Module):
         h1, h2 = hidden or hidden_sizes(n)
         self.n = n
         self.net = nn.Sequential(
-            nn.Linear(n, h1), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(n, h1),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(h1, h2),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(h2, n),
         )
         self.register_buffer("prior", torch.zeros(n))
@@ -143,7 +147,7 @@ def train_predictor(
                 order = torch.randperm(len(inputs), generator=gen)
                 total = 0.0
                 for step in range(steps):
-                    rows = order[step * batch_size:(step + 1) * batch_size]
+                    rows = order[step * batch_size : (step + 1) * batch_size]
                     loss = masked_mse(model(inputs[rows], masks[rows]), targets[rows], masks[rows])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -162,8 +166,11 @@ def fit_or_load(conf_train: np.ndarray, path: str | os.PathLike, **kwargs) -> tu
     A predictor stored there is read instead of retrained when it was trained on the same rows, with
     the same arguments and by the same code of this module (:func:`derived.load_or_compute`).
     """
-    key = {"conf_sha256": files.array_sha256(np.asarray(conf_train, dtype=np.float32)),
-           "kwargs": {k: v for k, v in kwargs.items() if k != "progress"}, "code_sha256": fingerprint(train_predictor)}
+    key = {
+        "conf_sha256": files.array_sha256(np.asarray(conf_train, dtype=np.float32)),
+        "kwargs": {k: v for k, v in kwargs.items() if k != "progress"},
+        "code_sha256": fingerprint(train_predictor),
+    }
 
     def write(result: tuple[CSPredictor, list[float]], tmp: Path) -> None:
         model, losses = result

@@ -121,9 +121,7 @@ def _expectation_kernel(tc: Arr, tb: Arr, conf: Arr, plan: Arr, c0: float, grid:
 
 
 @njit(cache=True)
-def _enumerate_prefix(
-    tc: Arr, tb: Arr, conf: Arr, c0: float, total: float, grid: Grid, bits: int, plan: Arr
-) -> float:
+def _enumerate_prefix(tc: Arr, tb: Arr, conf: Arr, c0: float, total: float, grid: Grid, bits: int, plan: Arr) -> float:
     """Best of the ``2**bits`` plans over the first ``bits`` exits (later bits as in ``plan``).
 
     Masks run 0 .. 2**bits - 1, bit ``k`` = exit ``k``; the first strict maximum wins. The winner is
@@ -244,9 +242,7 @@ def _exact_uniform_kernel(tc: Arr, tb: Arr, conf: Arr, c0: float) -> tuple[Arr, 
 
 
 @njit(cache=True)
-def _exact_grid_kernel(
-    tc: Arr, tb: Arr, conf: Arr, c0: float, grid: Arr, steps: Arr, step: float
-) -> tuple[Arr, float]:
+def _exact_grid_kernel(tc: Arr, tb: Arr, conf: Arr, c0: float, grid: Arr, steps: Arr, step: float) -> tuple[Arr, float]:
     """Grid DP for any CDF: state = (last produced exit, branch delay so far in units of ``step``).
 
     ``steps[j]`` is ``tb[j] / step`` rounded; exit ``j`` produced after delay ``d`` outputs at
@@ -351,8 +347,13 @@ def _profile(tc, tb, conf, c0: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Fast path: float64 vectors that pass :func:`_profile_ok` (one compiled pass, ~1 us) are used as
     they are; anything else goes through :func:`_profile_checked`, which converts and names the problem.
     """
-    if (_is_f64_vector(tc) and _is_f64_vector(tb) and _is_f64_vector(conf) and isinstance(c0, float)
-            and _profile_ok(tc, tb, conf, c0)):
+    if (
+        _is_f64_vector(tc)
+        and _is_f64_vector(tb)
+        and _is_f64_vector(conf)
+        and isinstance(c0, float)
+        and _profile_ok(tc, tb, conf, c0)
+    ):
         return tc, tb, conf, c0
     return _profile_checked(tc, tb, conf, c0)
 
@@ -363,9 +364,7 @@ def _profile_checked(tc, tb, conf, c0) -> tuple[np.ndarray, np.ndarray, np.ndarr
     tb = _vector("tb", tb, "pass the profiled branch times (ET-profile)")
     conf = _vector("conf", conf, "pass one confidence score per exit")
     if not tc.size == tb.size == conf.size:
-        raise ValueError(
-            f"tc, tb and conf must have one entry per exit; got lengths {tc.size}, {tb.size}, {conf.size}"
-        )
+        raise ValueError(f"tc, tb and conf must have one entry per exit; got lengths {tc.size}, {tb.size}, {conf.size}")
     for name, arr in (("tc", tc), ("tb", tb)):
         if np.any(arr < 0):
             raise ValueError(f"{name} has a negative time at index {int(np.argmax(arr < 0))}; times must be >= 0")
@@ -492,8 +491,16 @@ def expectation(tc, tb, conf, plan, c0: float = 0.0) -> float:
     once per candidate plan by searches written in Python); anything else, or an invalid input, goes
     through the converting checks, which name the problem.
     """
-    if (_is_f64_vector(tc) and _is_f64_vector(tb) and _is_f64_vector(conf) and isinstance(c0, float)
-            and type(plan) is np.ndarray and plan.dtype == np.bool_ and plan.ndim == 1 and plan.flags.c_contiguous):
+    if (
+        _is_f64_vector(tc)
+        and _is_f64_vector(tb)
+        and _is_f64_vector(conf)
+        and isinstance(c0, float)
+        and type(plan) is np.ndarray
+        and plan.dtype == np.bool_
+        and plan.ndim == 1
+        and plan.flags.c_contiguous
+    ):
         value = _checked_expectation_kernel(tc, tb, conf, plan, c0)
         if value == value:
             return float(value)

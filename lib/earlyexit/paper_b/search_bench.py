@@ -176,8 +176,13 @@ def run_benchmark(
     rows = []
     for task, impl, fn, args in cases:
         samples, batch = _time_ms(fn, args, repeats)
-        row = {"task": task, "implementation": impl, "median_ms": np.median(samples), "mean_ms": samples.mean(),
-               "min_ms": samples.min()}
+        row = {
+            "task": task,
+            "implementation": impl,
+            "median_ms": np.median(samples),
+            "mean_ms": samples.mean(),
+            "min_ms": samples.min(),
+        }
         rows.append(row | {"max_ms": samples.max(), "calls_per_sample": batch, "value": _value(fn(*args))})
     df = pd.DataFrame(rows)
     median = df.set_index(["task", "implementation"])["median_ms"]
@@ -185,8 +190,9 @@ def run_benchmark(
     df.attrs = {
         "numba_over_c": {t: median[t, "Numba"] / median[t, "C (ctypes)"] for t in ("expectation", hybrid)},
         "python_over_numba": {t: median[t, "Python"] / median[t, "Numba"] for t in ("expectation", hybrid)},
-        "public_over_kernel": {t: median[t, "Numba+validation"] / median[t, "Numba"]
-                               for t in ("expectation", hybrid, "exact (uniform DP)")},
+        "public_over_kernel": {
+            t: median[t, "Numba+validation"] / median[t, "Numba"] for t in ("expectation", hybrid, "exact (uniform DP)")
+        },
         "hybrid_value": value[hybrid, "Numba"],
         "exact_value": value["exact (uniform DP)", "Numba"],
         "n_exits": n_exits,

@@ -68,9 +68,13 @@ def prune_all(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...]) -
     was_training = model.training
     model.eval()
     tp.pruner.MetaPruner(
-        model, torch.zeros(1, *input_shape),
+        model,
+        torch.zeros(1, *input_shape),
         importance=tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
-        pruning_ratio=ratio, ignored_layers=[final_fc(model)], root_module_types=[nn.Conv2d]).step()
+        pruning_ratio=ratio,
+        ignored_layers=[final_fc(model)],
+        root_module_types=[nn.Conv2d],
+    ).step()
     model.train(was_training)
     return model
 
@@ -95,16 +99,23 @@ class Compressed:
         return self.flops_after / self.flops_before
 
 
-def compress(classic: MultiExitNet, flops_fraction: float, input_shape: tuple[int, ...],
-             tolerance: float = FLOPS_TOLERANCE, steps: int = 30) -> Compressed:
+def compress(
+    classic: MultiExitNet,
+    flops_fraction: float,
+    input_shape: tuple[int, ...],
+    tolerance: float = FLOPS_TOLERANCE,
+    steps: int = 30,
+) -> Compressed:
     """A pruned copy of ``classic`` whose FLOPs are ``flops_fraction`` of its own within ``tolerance``
     (relative), by bisection on the uniform pruning ratio (FLOPs fall as the ratio grows).
 
     A ValueError names the nearest fraction reached when channel rounding makes the target unreachable.
     """
     if not 0.0 < flops_fraction < 1.0:  # False for NaN
-        raise ValueError(f"flops_fraction is the share of the classic network's FLOPs the compressed one keeps, "
-                         f"in (0, 1); got {flops_fraction}")
+        raise ValueError(
+            f"flops_fraction is the share of the classic network's FLOPs the compressed one keeps, "
+            f"in (0, 1); got {flops_fraction}"
+        )
     before = flops(classic, input_shape)
     lo, hi, best = 0.0, 0.99, None
     for _ in range(steps):
@@ -116,14 +127,21 @@ def compress(classic: MultiExitNet, flops_fraction: float, input_shape: tuple[in
         if abs(candidate.fraction - flops_fraction) <= tolerance * flops_fraction:
             return candidate
         lo, hi = (ratio, hi) if candidate.fraction > flops_fraction else (lo, ratio)
-    raise ValueError(f"no uniform pruning ratio brings this network to {flops_fraction:.3f} of its FLOPs within "
-                     f"{tolerance:.0%} (nearest: {best.fraction:.3f} at ratio {best.ratio:.3f}); choose another "
-                     "flops_fraction or a wider tolerance")
+    raise ValueError(
+        f"no uniform pruning ratio brings this network to {flops_fraction:.3f} of its FLOPs within "
+        f"{tolerance:.0%} (nearest: {best.fraction:.3f} at ratio {best.ratio:.3f}); choose another "
+        "flops_fraction or a wider tolerance"
+    )
 
 
-def preempted_accuracy(time_s: float, correct: np.ndarray, total: float,
-                       preemption: elastic.Preemption = elastic.Preemption(), runs: int = 10,
-                       seed: int = 0) -> np.ndarray:
+def preempted_accuracy(
+    time_s: float,
+    correct: np.ndarray,
+    total: float,
+    preemption: elastic.Preemption = elastic.Preemption(),
+    runs: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
     """Accuracy per run of a single-exit network that answers at ``time_s`` under preemption on ``[0, total]``.
 
     A sample is right when its preemption time is at least ``time_s`` and its one exit is correct; a
@@ -131,7 +149,11 @@ def preempted_accuracy(time_s: float, correct: np.ndarray, total: float,
     ``seed``, ``runs`` and number of samples, so the contenders of Fig. 10 meet the same preemptions.
     """
     correct = np.asarray(correct)
-    if correct.ndim != 1 or correct.size == 0 or (correct.dtype != np.bool_ and not np.all((correct == 0) | (correct == 1))):
+    if (
+        correct.ndim != 1
+        or correct.size == 0
+        or (correct.dtype != np.bool_ and not np.all((correct == 0) | (correct == 1)))
+    ):
         raise ValueError("correct is the single exit's correctness per sample: a non-empty boolean (or 0/1) vector")
     if not (np.isfinite(time_s) and np.isfinite(total) and 0.0 <= time_s and total > 0.0):
         raise ValueError(f"need a finite answer time >= 0 and a positive horizon total; got {time_s}, {total}")
@@ -145,25 +167,40 @@ def preempted_accuracy(time_s: float, correct: np.ndarray, total: float,
 
 def check_fraction(flops_fraction: float) -> float:
     """``flops_fraction`` if it is a share of FLOPs in (0, 1), else a ValueError saying so."""
-    if isinstance(flops_fraction, bool) or not isinstance(flops_fraction, (int, float)) or not 0.0 < flops_fraction < 1.0:
-        raise ValueError(f"flops_fraction must be a number in (0, 1), the share of the classic network's FLOPs the "
-                         f"compressed network keeps; got {flops_fraction!r}")
+    if (
+        isinstance(flops_fraction, bool)
+        or not isinstance(flops_fraction, (int, float))
+        or not 0.0 < flops_fraction < 1.0
+    ):
+        raise ValueError(
+            f"flops_fraction must be a number in (0, 1), the share of the classic network's FLOPs the "
+            f"compressed network keeps; got {flops_fraction!r}"
+        )
     return float(flops_fraction)
 
 
-def adapt_params(model_name: str, dataset: str, profile: str, flops_fraction: float, source_npz_sha256: str,
-                 **overrides) -> dict:
+def adapt_params(
+    model_name: str, dataset: str, profile: str, flops_fraction: float, source_npz_sha256: str, **overrides
+) -> dict:
     """The parameters a single-exit artifact records and must match to be current."""
-    return {"stage": "single_exit", "model": model_name, "dataset": dataset, "profile": profile,
-            "flops_fraction": check_fraction(flops_fraction), "flops_tolerance": FLOPS_TOLERANCE,
-            "source_npz_sha256": source_npz_sha256, "et_samples": ET_SAMPLES[profile],
-            "finetune": asdict(pruning.finetune_config(profile, model_name, **overrides))}
+    return {
+        "stage": "single_exit",
+        "model": model_name,
+        "dataset": dataset,
+        "profile": profile,
+        "flops_fraction": check_fraction(flops_fraction),
+        "flops_tolerance": FLOPS_TOLERANCE,
+        "source_npz_sha256": source_npz_sha256,
+        "et_samples": ET_SAMPLES[profile],
+        "finetune": asdict(pruning.finetune_config(profile, model_name, **overrides)),
+    }
 
 
 def run_dir(artifact_root: str | Path, profile: str, model_name: str, dataset: str, flops_fraction: float) -> Path:
     """The folder of a single-exit artifact, beside its training artifact: e.g. ``flexvgg16-cifar100-single50``."""
     return artifacts.run_dir(artifact_root, profile, model_name, dataset).with_name(
-        f"{model_name}-{dataset}-single{round(100 * check_fraction(flops_fraction)):02d}")
+        f"{model_name}-{dataset}-single{round(100 * check_fraction(flops_fraction)):02d}"
+    )
 
 
 def _per_sample_time(model: MultiExitNet, x: torch.Tensor, dataset: str, samples: int) -> dict:
@@ -183,9 +220,17 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
     return (adapt_and_profile, BUILDERS[params["model"]]), ZOO + RECORDED
 
 
-def adapt_and_profile(model_name: str, dataset: str, profile: str, flops_fraction: float,
-                      artifact_root: str | Path, data_dir: str | None = None, progress: bool = True,
-                      force: bool = False, **overrides) -> artifacts.Artifact:
+def adapt_and_profile(
+    model_name: str,
+    dataset: str,
+    profile: str,
+    flops_fraction: float,
+    artifact_root: str | Path,
+    data_dir: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+    **overrides,
+) -> artifacts.Artifact:
     """The single-exit stage: classic and compressed networks from a trained job's weights, profiled.
 
     The artifact holds the compressed network's test CS-profile (``test_conf``, ``test_correct``, one
@@ -205,29 +250,48 @@ def adapt_and_profile(model_name: str, dataset: str, profile: str, flops_fractio
     classic = single_exit(copy.deepcopy(multi))
     compressed = compress(classic, params["flops_fraction"], shape)
     cfg = pruning.finetune_config(profile, model_name, **overrides)
-    history = train(compressed.model, ds, cfg, directory / "checkpoint.pt", progress,
-                    code_sha256=provenance.code_fingerprint(params), fresh=force)
+    history = train(
+        compressed.model,
+        ds,
+        cfg,
+        directory / "checkpoint.pt",
+        progress,
+        code_sha256=provenance.code_fingerprint(params),
+        fresh=force,
+    )
     idx = data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
     x = ds.x_test[idx]
     arrays = artifacts.cs_profile(predict(compressed.model, x, ds.name, progress=progress), ds.y_test[idx], "test")
     samples = params["et_samples"]
     me = _per_sample_time(multi, x, ds.name, samples)
-    arrays |= {"me_tc": me["tc"], "me_tb": me["tb"],
-               "classic_t": _total_time(classic, x, ds.name, samples),
-               "compressed_t": _total_time(compressed.model, x, ds.name, samples),
-               "pruning_ratio": np.array(compressed.ratio),
-               "classic_flops": np.array(compressed.flops_before), "compressed_flops": np.array(compressed.flops_after)}
-    artifacts.write(directory, arrays, params=params, data_sha256=ds.sha256,
-                            wall_time_s=sum(h["seconds"] for h in history), epochs=len(history), history=history,
-                            test_accuracy=arrays["test_correct"].mean(0).tolist(),
-                            machine=hardware.machine_record(precision_used(history)))
+    arrays |= {
+        "me_tc": me["tc"],
+        "me_tb": me["tb"],
+        "classic_t": _total_time(classic, x, ds.name, samples),
+        "compressed_t": _total_time(compressed.model, x, ds.name, samples),
+        "pruning_ratio": np.array(compressed.ratio),
+        "classic_flops": np.array(compressed.flops_before),
+        "compressed_flops": np.array(compressed.flops_after),
+    }
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
     if profile == "smoke":
         (directory / "checkpoint.pt").unlink(missing_ok=True)
     return artifacts.read(directory, params, ds.sha256)
 
 
-def load_single_exit(artifact_root: str | Path, profile: str, model_name: str, dataset: str, flops_fraction: float,
-                     **overrides) -> artifacts.Artifact:
+def load_single_exit(
+    artifact_root: str | Path, profile: str, model_name: str, dataset: str, flops_fraction: float, **overrides
+) -> artifacts.Artifact:
     """A current single-exit artifact (of the current training artifact), refused if missing, corrupt or stale."""
     source = artifacts.read_manifest(artifacts.run_dir(artifact_root, profile, model_name, dataset))
     params = adapt_params(model_name, dataset, profile, flops_fraction, source["npz_sha256"], **overrides)
@@ -242,15 +306,24 @@ def contenders(run: artifacts.Artifact, single: artifacts.Artifact, cs, m: int =
     without planner (every branch), EINet (hybrid search) and the diagnosis rows (exact planner on the
     predicted and on the true scores)."""
     n = single["me_tc"].shape[1]
-    return {"ME-NN (every branch)": ("ME-NN", np.ones(n, dtype=bool)),
-            f"EINet hybrid m={m}": ("EINet", elastic.Dynamic(cs, "hybrid", m=m)),
-            "EINet exact": ("diagnosis", elastic.Dynamic(cs, "exact")),
-            "oracle + exact": ("diagnosis", elastic.Dynamic(elastic.Oracle(), "exact"))}
+    return {
+        "ME-NN (every branch)": ("ME-NN", np.ones(n, dtype=bool)),
+        f"EINet hybrid m={m}": ("EINet", elastic.Dynamic(cs, "hybrid", m=m)),
+        "EINet exact": ("diagnosis", elastic.Dynamic(cs, "exact")),
+        "oracle + exact": ("diagnosis", elastic.Dynamic(elastic.Oracle(), "exact")),
+    }
 
 
-def compare(run: artifacts.Artifact, single: artifacts.Artifact, derived_dir: str | Path, profile: str,
-            m: int = 5, runs: int = 10, seed: int = 0,
-            preemption: elastic.Preemption = elastic.Preemption()) -> pd.DataFrame:
+def compare(
+    run: artifacts.Artifact,
+    single: artifacts.Artifact,
+    derived_dir: str | Path,
+    profile: str,
+    m: int = 5,
+    runs: int = 10,
+    seed: int = 0,
+    preemption: elastic.Preemption = elastic.Preemption(),
+) -> pd.DataFrame:
     """Fig. 10 on one trained network: accuracy (%, mean and spread over ``runs``) and total time (ms) of
     the classic, compressed, plannerless and EINet contenders, every one on the times the single-exit
     stage measured and scored on the scored half of the test set (:func:`baselines.halves`, the
@@ -261,38 +334,75 @@ def compare(run: artifacts.Artifact, single: artifacts.Artifact, derived_dir: st
     _, scored = baselines.halves(len(run["test_conf"]))
     conf, correct = run["test_conf"][scored], run["test_correct"][scored]
     if single["test_correct"].shape[0] != scored.size:
-        raise ValueError(f"the single-exit artifact has {single['test_correct'].shape[0]} test samples, the training "
-                         f"artifact {scored.size}: rebuild it (pipeline --stages single-exit)")
+        raise ValueError(
+            f"the single-exit artifact has {single['test_correct'].shape[0]} test samples, the training "
+            f"artifact {scored.size}: rebuild it (pipeline --stages single-exit)"
+        )
 
     def compute() -> pd.DataFrame:
         cs, _ = baselines.cs_predictor(run, derived_dir, profile, seed)
         rows = []
-        for family, t, hits in (("classic", single["classic_t"].mean(), correct[:, -1]),
-                                ("compressed", single["compressed_t"].mean(), single["test_correct"][scored, 0])):
+        for family, t, hits in (
+            ("classic", single["classic_t"].mean(), correct[:, -1]),
+            ("compressed", single["compressed_t"].mean(), single["test_correct"][scored, 0]),
+        ):
             acc = preempted_accuracy(t, hits, total, preemption, runs, seed)
-            rows.append({"family": family, "method": family, "accuracy": 100 * acc.mean(), "spread": 100 * acc.std(),
-                         "time_ms": 1e3 * t})
+            rows.append(
+                {
+                    "family": family,
+                    "method": family,
+                    "accuracy": 100 * acc.mean(),
+                    "spread": 100 * acc.std(),
+                    "time_ms": 1e3 * t,
+                }
+            )
         for method, (family, policy) in contenders(run, single, cs, m).items():
             result = elastic.simulate(tc, tb, conf, correct, policy, preemption, runs=runs, seed=seed, progress=False)
-            rows.append({"family": family, "method": method, "accuracy": 100 * result.accuracy,
-                         "spread": 100 * result.run_accuracy.std(), "time_ms": 1e3 * total})
+            rows.append(
+                {
+                    "family": family,
+                    "method": method,
+                    "accuracy": 100 * result.accuracy,
+                    "spread": 100 * result.run_accuracy.std(),
+                    "time_ms": 1e3 * total,
+                }
+            )
         return pd.DataFrame(rows).assign(model=params["model"], dataset=params["dataset"])
 
-    key = {"artifact": derived.artifact_key(run), "single_exit": derived.artifact_key(single), "m": m, "runs": runs,
-           "seed": seed, "preemption": asdict(preemption),
-           "code": fingerprint(compare)}
+    key = {
+        "artifact": derived.artifact_key(run),
+        "single_exit": derived.artifact_key(single),
+        "m": m,
+        "runs": runs,
+        "seed": seed,
+        "preemption": asdict(preemption),
+        "code": fingerprint(compare),
+    }
     fraction = round(100 * single.manifest["params"]["flops_fraction"])
-    return derived.frame(Path(derived_dir) / f"common-networks-single{fraction:02d}-{preemption.kind}.csv", key, compute)
+    return derived.frame(
+        Path(derived_dir) / f"common-networks-single{fraction:02d}-{preemption.kind}.csv", key, compute
+    )
 
 
 #: The single-exit stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[model, dataset, flops_fraction]``.
 STAGE = Stage(
-    kind="single_exit", fields=("model", "dataset", "flops_fraction"), on_training=True,
+    kind="single_exit",
+    fields=("model", "dataset", "flops_fraction"),
+    on_training=True,
     check=lambda profile, job: {**job, "flops_fraction": check_fraction(job["flops_fraction"])},
-    params=lambda profile, job, root: adapt_params(job["model"], job["dataset"], profile, job["flops_fraction"],
-                                                   training_source(root, profile, job), **job["overrides"]),
+    params=lambda profile, job, root: adapt_params(
+        job["model"],
+        job["dataset"],
+        profile,
+        job["flops_fraction"],
+        training_source(root, profile, job),
+        **job["overrides"],
+    ),
     directory=lambda root, profile, job: run_dir(root, profile, job["model"], job["dataset"], job["flops_fraction"]),
     suffix=lambda job: f"-{job['model']}-{job['dataset']}-single{round(100 * job['flops_fraction']):02d}",
-    label=lambda job: (f"{job['model']}, single exit pruned to {100 * job['flops_fraction']:.0f} % of its FLOPs, "
-                       "fine-tuned (Paper B Fig. 10)"),
-    code_roots=code_roots)
+    label=lambda job: (
+        f"{job['model']}, single exit pruned to {100 * job['flops_fraction']:.0f} % of its FLOPs, "
+        "fine-tuned (Paper B Fig. 10)"
+    ),
+    code_roots=code_roots,
+)
