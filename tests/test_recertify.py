@@ -105,6 +105,20 @@ STAGES = {
         "step2": FINETUNE,
         "step3": FINETUNE | {"lr": 0.001},
     },
+    "single_exit": {
+        "stage": "single_exit",
+        "model": "flexvgg16",
+        "dataset": "cifar10",
+        "profile": "smoke",
+        "flops_fraction": 0.5,
+        "flops_tolerance": 0.02,
+        "source_npz_sha256": "abc",
+        "et_samples": 20,
+        "finetune": FINETUNE,
+    },
+    "design": {"stage": "design", "model": "msdnet-b4-s1-base2-c8", "dataset": "cifar10", "profile": "smoke"}
+    | {k: v for k, v in PARAMS.items() if k not in ("model", "dataset", "profile")}
+    | {"et_samples": 20},
 }
 
 
@@ -141,6 +155,18 @@ NEUTRAL = {
         "    _, h, w = feature_shape\n",
         "    h, w = feature_shape[1:]\n",
         "encoder_prune_correct",
+    ),
+    "single_exit": (
+        "paper_b/single_exit.py",
+        "[nn.Sequential(*model.stages)]",
+        "[nn.Sequential(*list(model.stages))]",
+        "compressed",
+    ),
+    "design": (
+        "paper_b/msdnet_design.py",
+        "    classes, (_, _, in_channels), _, _ = data.SPECS[dataset]\n",
+        "    classes, (_, _, in_channels) = data.SPECS[dataset][:2]\n",
+        "probabilities",
     ),
 }
 

@@ -17,12 +17,14 @@ The replay covers the code paths of a full run (model construction, seeded data 
 augmentation, the loss, SGD with the schedule, checkpointing, prediction) on a class-balanced slice;
 it cannot cover data-dependent branches that the slice never takes, which these modules do not have.
 
-Artifacts of the stages after training (``params["stage"]``: filter pruning, feature compression)
-depend on the training code and on their stage's (:func:`.provenance.code_roots`). Their replay
-trains the slice as above with the stage's own recipe, then runs the stage on that network: pruning
-and fine-tuning (its pruning ratio), or the codec's steps 2 and 3 and the encoder-pruning sweep; it
-compares the weights, losses and probabilities as above, and the pruned network's part FLOPs or the
-codec's sent bits and encoder-pruning correctness.
+Artifacts of the stages after training (``params["stage"]``) depend on the training code and on their
+stage's (:func:`.provenance.code_roots`). Their replay trains the slice as above with the stage's own
+recipe, then runs the stage on that network: pruning and fine-tuning (its pruning ratio); the codec's
+steps 2 and 3 and the encoder-pruning sweep; or the single-exit network compressed to its share of the
+FLOPs and fine-tuned. It compares the weights, losses and probabilities as above, and the pruned
+network's part FLOPs, the codec's encoder-pruning correctness, or the compressed network's pruning
+ratio and FLOPs. A design artifact (an MSDNet variant trained by its own stage) replays as a training
+artifact of that variant. Measured times (ET-profiles) are not replayed: they are measurements.
 """
 
 from __future__ import annotations
@@ -74,7 +76,12 @@ def config(entries):
 
 cfg = config(spec["config"])
 ds = data.load(spec["dataset"])
-model = models.build_model(spec["model"], spec["dataset"], seed=cfg.seed)
+if spec.get("stage") == "design":
+    from earlyexit.paper_b import msdnet_design
+    variant = msdnet_design.Variant.parse(spec["model"].removeprefix("msdnet-"))
+    model = msdnet_design.build(variant, spec["dataset"], cfg.seed)
+else:
+    model = models.build_model(spec["model"], spec["dataset"], seed=cfg.seed)
 out = pathlib.Path(spec["out"])
 history = training.train(model, ds, cfg, out / "checkpoint.pt", progress=False)
 x, y = ds.x_test[: spec["test_images"]], ds.y_test[: spec["test_images"]]
@@ -94,6 +101,13 @@ elif spec.get("stage") == "compress":
         history += training.train(model, ds, config(entries), out / f"{step}.pt", progress=False)
     extra["encoder_prune_correct"] = c.encoder_pruning_correct(model, x, y, ds.name, spec["encoder_prune_ratios"],
                                                                progress=False).tolist()
+elif spec.get("stage") == "single_exit":
+    import copy
+    from earlyexit.paper_b import single_exit as se
+    compressed = se.compress(se.single_exit(copy.deepcopy(model)), spec["flops_fraction"], shape)
+    model = compressed.model
+    history += training.train(model, ds, config(spec["stage_configs"][0]), out / "stage.pt", progress=False)
+    extra["compressed"] = [compressed.ratio, compressed.flops_before, compressed.flops_after]
 probs = training.predict(model, x, ds.name, progress=False)
 torch.save({"state": model.state_dict(), "loss": [h["loss"] for h in history], "probs": probs, "extra": extra},
            out / "result.pt")
@@ -159,7 +173,7 @@ def _hash_spec(manifest: dict) -> dict:
 
 
 #: The recipes a stage artifact records, by stage (each one replayed in turn after the training replay).
-STAGE_CONFIGS = {"prune": ("finetune",), "compress": ("step2", "step3")}
+STAGE_CONFIGS = {"prune": ("finetune",), "compress": ("step2", "step3"), "single_exit": ("finetune",), "design": ()}
 
 
 def _replay_spec(manifest: dict, out: Path) -> dict:
@@ -169,14 +183,8 @@ def _replay_spec(manifest: dict, out: Path) -> dict:
         raise RecertifyError(f"no replay for artifacts of stage {stage!r}; stages: {', '.join(STAGE_CONFIGS)}")
     short = {"epochs": 1, "anneal_epochs": 1, "train_per_class": REPLAY_TRAIN_PER_CLASS[params["dataset"]]}
     stage_configs = [params[key] | short for key in STAGE_CONFIGS.get(stage, ())]
-    config = (
-        stage_configs[0]
-        if stage
-        else {
-            k: v for k, v in params.items() if k not in ("model", "dataset", "profile", "et_samples", *RENAMED_PARAMS)
-        }
-        | short
-    )
+    own = ("model", "dataset", "profile", "et_samples", "stage", *RENAMED_PARAMS)
+    config = stage_configs[0] if stage_configs else {k: v for k, v in params.items() if k not in own} | short
     spec = {
         "model": params["model"],
         "dataset": params["dataset"],
@@ -193,6 +201,7 @@ def _replay_spec(manifest: dict, out: Path) -> dict:
             "ratio": params.get("pruning_ratio"),
             "reduction": params.get("reduction"),
             "bits": params.get("bits"),
+            "flops_fraction": params.get("flops_fraction"),
             "encoder_prune_ratios": params.get("encoder_prune_ratios"),
         }
     return spec
