@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from earlyexit.engine import artifacts, provenance, pruning, training
+from earlyexit.engine import artifacts, provenance, pruning, training, weights
 from earlyexit.nets.flops import part_flops
 from earlyexit.nets.models import build_model
 from earlyexit.nets.multiexit import MultiExitNet, classifier, conv_bn_relu
@@ -77,10 +77,10 @@ def test_pruning_without_the_trained_weights_says_how_to_get_them(tmp_path):
     n = 5
     arrays = {"test_conf": np.ones((n, 3), np.float32), "test_correct": np.ones((n, 3), bool)}
     artifacts.write(directory, arrays, params=params, data_sha256="x", wall_time_s=1.0, history=[])
-    with pytest.raises(FileNotFoundError, match="stages train --force"):
+    with pytest.raises(weights.WeightsError, match="no checkpoint.*stages train --force"):
         pruning.trained_model(tmp_path, "smoke", "alexnet", "cifar10")
     torch.save({"config": {}, "history": [], "data_sha256": "x", "model": {}}, directory / "checkpoint.pt")
-    with pytest.raises(ValueError, match="not the run that made the artifact"):
+    with pytest.raises(weights.WeightsError, match="not the run that made the artifact.*stages train --force"):
         pruning.trained_model(tmp_path, "smoke", "alexnet", "cifar10")
 
 

@@ -38,7 +38,7 @@ def committed(tmp_path):
     manifest = artifacts.write(
         directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS, data_sha256="abc", wall_time_s=1.0
     )
-    manifest |= {"git_commit": head, "code_sha256": recertify._probe(lib, {"hash_only": True, "params": PARAMS})}
+    manifest |= {"git_commit": head, "code_sha256": recertify._code_of(lib, PARAMS)["fingerprint"]}
     artifacts.write_manifest(directory, manifest)
     return directory, lib
 
@@ -137,7 +137,7 @@ def _stage_artifact(tmp_path, stage: str):
         wall_time_s=1.0,
         machine={"precision": "fp32"},
     )
-    code = recertify._probe(lib, {"hash_only": True, "params": STAGES[stage]})
+    code = recertify._code_of(lib, STAGES[stage])["fingerprint"]
     artifacts.write_manifest(directory, manifest | {"git_commit": head, "code_sha256": code})
     return directory, lib
 

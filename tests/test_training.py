@@ -164,3 +164,23 @@ def test_mnist_trains_on_its_images_as_they_are_and_cifar_on_augmented_ones(load
     out = training.augmented(cifar, "cifar10", torch.Generator().manual_seed(0))
     assert torch.equal(out, training.data.augment(cifar, torch.Generator().manual_seed(0)))
     assert not torch.equal(out, cifar)
+
+
+class _Payload:
+    """An object whose unpickling would run code (here: create a file)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(load_dataset, tmp_path):
+    ds = load_dataset("cifar10")
+    cfg = training.TrainConfig(epochs=1, anneal_epochs=1, train_per_class=1, precision="fp32")
+    marker = tmp_path / "ran"
+    torch.save({"model": {}, "optimizer": {}, "history": [], "config": _Payload(marker)}, tmp_path / "c.pt")
+    with pytest.raises(training.CheckpointError, match="unreadable"):
+        training.train(build_model("alexnet", "cifar10", seed=0), ds, cfg, tmp_path / "c.pt", False)
+    assert not marker.exists()

@@ -29,21 +29,20 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ..core import data, hardware
+from ..core import data
 from ..nets.flops import PartFlops, part_flops
-from ..nets.models import BUILDERS, ZOO, build_model
+from ..nets.models import BUILDERS, ZOO
 from ..nets.multiexit import MultiExitNet
-from . import artifacts, provenance
+from . import artifacts, provenance, weights
 from .stage import Stage, training_source
 from .training import (
     RECORDED,
-    CheckpointError,
     TrainConfig,
-    precision_used,
     predict,
     profile_config,
     stage_params,
     train,
+    write_artifact,
 )
 
 #: Fine-tuning after pruning, per profile (a replacement of the training recipe's fields).
@@ -67,8 +66,11 @@ def kept_layers(model: MultiExitNet) -> list[nn.Module]:
     return [model.stages[-1], model.exits[-1], *final_fcs]
 
 
-def prune_filters(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...] = (3, 32, 32)) -> MultiExitNet:
-    """Remove ``ratio`` of the filters of every prunable on-device convolution, lowest l2-norm first (in place).
+def prune_by_magnitude(
+    model: nn.Module, ratio: float, input_shape: tuple[int, ...], ignored: list[nn.Module]
+) -> nn.Module:
+    """Remove ``ratio`` of the filters of every convolution of ``model`` outside ``ignored``, lowest l2-norm
+    first (in place), physically (torch-pruning).
 
     The importance of a filter is its own l2-norm (Li et al.; ``group_reduction="first"``: the filter of
     the convolution that roots the channel group), and every layer loses the same fraction.
@@ -76,17 +78,22 @@ def prune_filters(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...
     check_ratio(ratio)
     was_training = model.training
     model.eval()
-    pruner = tp.pruner.MetaPruner(
+    tp.pruner.MetaPruner(
         model,
         torch.zeros(1, *input_shape),
         importance=tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
         pruning_ratio=ratio,
-        ignored_layers=kept_layers(model),
+        ignored_layers=ignored,
         root_module_types=[nn.Conv2d],
-    )
-    pruner.step()
+    ).step()
     model.train(was_training)
     return model
+
+
+def prune_filters(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...] = (3, 32, 32)) -> MultiExitNet:
+    """Paper A's filter-pruning baseline: :func:`prune_by_magnitude` of every prunable on-device convolution
+    (the layers of :func:`kept_layers` stay whole)."""
+    return prune_by_magnitude(model, ratio, input_shape, kept_layers(model))
 
 
 def finetune_config(profile: str, model_name: str, **overrides) -> TrainConfig:
@@ -129,39 +136,15 @@ def load_artifact(
 
 
 def trained_model(artifact_root: str | Path, profile: str, model_name: str, dataset: str, **overrides) -> MultiExitNet:
-    """The trained network of a training job, from the checkpoint its training stage left beside the artifact.
-
-    The checkpoint must be the run that made the current artifact (same recipe, data and per-epoch
-    history); otherwise, or if it is gone (checkpoints are not shipped, and the ``smoke`` profile
-    deletes its own), the error says how to retrain.
-    """
-    run = load_artifact(artifact_root, profile, model_name, dataset, **overrides)
+    """The trained network of a current training job, from the checkpoint its training stage left beside the
+    artifact (:func:`weights.from_checkpoint`: it must be the run that made the artifact)."""
+    load_artifact(artifact_root, profile, model_name, dataset, **overrides)
     directory = artifacts.run_dir(artifact_root, profile, model_name, dataset)
-    checkpoint = directory / "checkpoint.pt"
     retrain = (
         f"retrain it with `python -m earlyexit.pipeline --profile {profile} --stages train --force` "
         f"(job {directory.name}), then run this stage in the same working tree"
     )
-    if not checkpoint.exists():
-        raise FileNotFoundError(
-            f"the trained weights of {directory.name} are needed, but {checkpoint} is missing "
-            f"(checkpoints are not shipped); {retrain}"
-        )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    same = (
-        isinstance(state, dict)
-        and state.get("config") == asdict(profile_config(profile, model_name, **overrides))
-        and state.get("data_sha256") == run.manifest["data_sha256"]
-        and state.get("history") == run.manifest["history"]
-    )
-    if not same:
-        raise CheckpointError(
-            f"{checkpoint} is not the run that made the artifact in {directory} (other recipe, "
-            f"data or history); {retrain}"
-        )
-    model = build_model(model_name, dataset)
-    model.load_state_dict(state["model"])
-    return model
+    return weights.from_checkpoint(directory, retrain=retrain)
 
 
 def code_roots(params: dict) -> tuple[tuple, tuple]:
@@ -203,20 +186,10 @@ def prune_and_profile(
     idx = data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
     arrays = artifacts.cs_profile(predict(model, ds.x_test[idx], ds.name, progress=progress), ds.y_test[idx], "test")
     arrays["part_flops"] = np.array([[p.stage, p.exit] for p in part_flops(model.cpu(), tuple(ds.x_test.shape[1:]))])
-    artifacts.write(
-        directory,
-        arrays,
-        params=params,
-        data_sha256=ds.sha256,
-        wall_time_s=sum(h["seconds"] for h in history),
-        epochs=len(history),
-        history=history,
-        test_accuracy=arrays["test_correct"].mean(0).tolist(),
-        machine=hardware.machine_record(precision_used(history)),
-    )
+    run = write_artifact(directory, arrays, params, ds, history)
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
-    return artifacts.read(directory, params, ds.sha256)
+    return run
 
 
 def parts(run: artifacts.Artifact) -> list[PartFlops]:

@@ -48,7 +48,7 @@ from . import artifacts
 RENAMED_PARAMS = {"bf16": ("precision", lambda on: "bf16" if on else "fp32")}
 #: The replay: one epoch on this many training images per class, then prediction of this many test images.
 REPLAY_TRAIN_PER_CLASS = {"cifar10": 20, "cifar100": 2, "mnist": 20}
-REPLAY_TEST_IMAGES = 64
+REPLAY_TEST_IMAGES = 100  # more than one batch of training.predict
 
 _PROBE = r"""
 import dataclasses, json, sys, pathlib
@@ -59,7 +59,8 @@ from earlyexit.nets import models
 spec = json.loads(sys.argv[1])
 if spec.get("hash_only"):
     from earlyexit.engine import provenance
-    print(provenance.code_fingerprint(spec["params"]))
+    print(json.dumps({"fingerprint": provenance.code_fingerprint(spec["params"]),
+                      "digests": provenance.code_digests(spec["params"])}))
     raise SystemExit
 torch.set_num_threads(spec["threads"])
 names = {f.name for f in dataclasses.fields(training.TrainConfig)}
@@ -158,7 +159,7 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
         raise RecertifyError(f"the artifact's commit {first!r} is not in this repository's history") from err
     for commit in [first, *later]:
         lib = _checkout(commit, work / commit)
-        if _probe(lib, _hash_spec(manifest)) == manifest["code_sha256"]:
+        if _code_of(lib, manifest["params"])["fingerprint"] == manifest["code_sha256"]:
             return commit, lib
     raise RecertifyError(
         f"no commit from {first[:12]} on has code hashing to the manifest's code_sha256 "
@@ -166,17 +167,16 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
     )
 
 
-def _hash_spec(manifest: dict) -> dict:
-    """The probe's request for the code hash an artifact like ``manifest`` depends on."""
-    params = manifest["params"]
-    return {"hash_only": True, "params": params}
+def _code_of(lib: Path, params: dict) -> dict:
+    """The fingerprint and per-entry digests of the code in ``lib`` that computes an artifact with ``params``."""
+    return json.loads(_probe(lib, {"hash_only": True, "params": params}))
 
 
 #: The recipes a stage artifact records, by stage (each one replayed in turn after the training replay).
 STAGE_CONFIGS = {"prune": ("finetune",), "compress": ("step2", "step3"), "single_exit": ("finetune",), "design": ()}
 
 
-def _replay_spec(manifest: dict, out: Path) -> dict:
+def _replay_spec(manifest: dict, out: Path, precision: str | None = None) -> dict:
     params = manifest["params"]
     stage = params.get("stage")
     if stage is not None and stage not in STAGE_CONFIGS:
@@ -190,7 +190,7 @@ def _replay_spec(manifest: dict, out: Path) -> dict:
         "dataset": params["dataset"],
         "config": config,
         "out": str(out),
-        "precision": _precision(manifest),
+        "precision": precision or _precision(manifest),
         "threads": torch.get_num_threads(),
         "test_images": REPLAY_TEST_IMAGES,
     }
@@ -232,15 +232,19 @@ def _identical(a: dict, b: dict) -> list[str]:
     return sorted(differ)
 
 
-def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "lib") -> dict:
+def recertify(
+    directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "lib", precision: str | None = None
+) -> dict:
     """Recertify the artifact in ``directory`` for the code in ``new_lib`` (default: this package's ``lib``).
 
-    Returns the updated manifest; raises :class:`RecertifyError` if the old code cannot be found or
-    the replays differ.
+    The replays run in the artifact's own precision, or in ``precision`` when given (e.g. ``"fp32"`` on a
+    CPU that only emulates bf16, where a bf16 replay is 7-50x slower; the record says so). Returns the
+    updated manifest; raises :class:`RecertifyError` if the old code cannot be found or the replays differ.
     """
     directory = Path(directory)
     manifest = artifacts.read_manifest(directory)
-    new_code = _probe(new_lib, _hash_spec(manifest))
+    new = _code_of(new_lib, manifest["params"])
+    new_code = new["fingerprint"]
     if manifest["code_sha256"] == new_code:
         return manifest
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,15 +254,15 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
         for label, lib in (("old", old_lib), ("new", new_lib)):
             out = work / f"replay-{label}"
             out.mkdir()
-            _probe(lib, _replay_spec(manifest, out))
-            results[label] = torch.load(out / "result.pt", weights_only=False)
+            _probe(lib, _replay_spec(manifest, out, precision))
+            results[label] = torch.load(out / "result.pt", weights_only=True)
     differ = _identical(results["old"], results["new"])
     if differ:
         raise RecertifyError(
             f"the new code computes something else than the code of {old_commit[:12]} "
             f"({len(differ)} difference(s), first: {differ[:3]}); retrain the artifact"
         )
-    spec = _replay_spec(manifest, Path("."))
+    spec = _replay_spec(manifest, Path("."), precision)
     record = {
         "from_code_sha256": manifest["code_sha256"],
         "from_commit": old_commit,
@@ -274,6 +278,8 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": hardware.cpu_info().model,
     }
+    if spec["precision"] != _precision(manifest):
+        record["note"] = f"replayed in {spec['precision']}, not in the artifact's {_precision(manifest)}"
     params = dict(manifest["params"])
     for old, (new, translate) in RENAMED_PARAMS.items():
         if old in params:
@@ -287,6 +293,7 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
         "params": params,
         "machine": machine,
         "code_sha256": new_code,
+        "code": new["digests"],
         "recertified": [*manifest.get("recertified", []), record],
     }
     artifacts.write_manifest(directory, updated)
@@ -296,10 +303,13 @@ def recertify(directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "li
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m earlyexit.engine.recertify", description=__doc__.split("\n\n")[0])
     parser.add_argument("artifacts", nargs="+", help="artifact folders, e.g. artifacts/cpu/resnet44-cifar100")
+    parser.add_argument(
+        "--precision", choices=("bf16", "fp32"), help="replay in this precision (default: the artifact's)"
+    )
     args = parser.parse_args(argv)
     for directory in args.artifacts:
         try:
-            manifest = recertify(directory)
+            manifest = recertify(directory, precision=args.precision)
         except (RecertifyError, artifacts.ArtifactError) as err:
             raise SystemExit(f"{directory}: not recertified: {err}") from None
         last = manifest.get("recertified", [{}])[-1]

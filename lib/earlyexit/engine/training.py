@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -223,7 +224,7 @@ def _resume(
     Refused (:class:`StaleCheckpointError`) unless its config, code and data hashes equal ``made_with``.
     """
     try:
-        state = torch.load(path, map_location=dev, weights_only=False)
+        state = torch.load(path, map_location=dev, weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(
             f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); delete it to train from scratch"
@@ -303,9 +304,20 @@ def precision_used(history: list[dict]) -> str:
     return "+".join(sorted({h.get("precision", "bf16") for h in history})) or "none"
 
 
+#: Images per batch of :func:`predict`: on the 2-core CPUs, 64 is within 10 % of the fastest batch size of
+#: every network measured and 1.3-1.5x faster than 500 for ResNet44, ResNet-50 and MSDNet-40
+#: (``benchmarks/bench_predict.py``; ``benchmarks/results/predict-*.txt``).
+PREDICT_BATCH = 64
+
+
 @torch.no_grad()
-def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, progress: bool = True) -> Tensor:
-    """Softmax probabilities of every exit, shape (samples, exits, classes), computed in float32."""
+def predict(
+    model: MultiExitNet, x: Tensor, name: str, batch_size: int = PREDICT_BATCH, progress: bool = True
+) -> Tensor:
+    """Softmax probabilities of every exit, shape (samples, exits, classes), computed in float32.
+
+    The batch size changes the speed, not the probabilities (``benchmarks/bench_predict.py`` measures
+    both: the same bits at every batch size on the CPUs this project runs on)."""
     dev = hardware.device()
     model.to(dev, memory_format=torch.channels_last).eval()
     out = []
@@ -313,6 +325,27 @@ def predict(model: MultiExitNet, x: Tensor, name: str, batch_size: int = 500, pr
         batch = data.normalize(x[start : start + batch_size], name).to(dev, memory_format=torch.channels_last)
         out.append(torch.stack([z.float().softmax(-1) for z in model(batch)], 1).cpu())
     return torch.cat(out)
+
+
+@bookkeeping
+def write_artifact(
+    directory: Path, arrays: dict[str, np.ndarray], params: dict, ds: data.Dataset, history: list[dict]
+) -> artifacts.Artifact:
+    """Write a stage's artifact (:func:`artifacts.write`): ``arrays`` with the record of the run whose per-epoch
+    ``history`` made them (wall time, epochs, test accuracy of every exit, machine and precision); returns it
+    read back."""
+    artifacts.write(
+        directory,
+        arrays,
+        params=params,
+        data_sha256=ds.sha256,
+        wall_time_s=sum(h["seconds"] for h in history),
+        epochs=len(history),
+        history=history,
+        test_accuracy=arrays["test_correct"].mean(0).tolist(),
+        machine=hardware.machine_record(precision_used(history)),
+    )
+    return artifacts.read(directory, params, ds.sha256)
 
 
 #: Test samples timed one at a time for the ET-profile of Paper B's models (§IV-B1; Fig. 4 uses 10,000).
@@ -394,20 +427,10 @@ def train_and_profile(
         if split == "test" and "et_samples" in params:
             et = measure_et_profile(model.cpu(), x[idx], ds.name, samples=params["et_samples"])
             arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
-    artifacts.write(
-        directory,
-        arrays,
-        params=params,
-        data_sha256=ds.sha256,
-        wall_time_s=sum(h["seconds"] for h in history),
-        epochs=len(history),
-        history=history,
-        test_accuracy=arrays["test_correct"].mean(0).tolist(),
-        machine=hardware.machine_record(precision_used(history)),
-    )
+    run = write_artifact(directory, arrays, params, ds, history)
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
-    return artifacts.read(directory, params, ds.sha256)
+    return run
 
 
 def _check_job(profile: str, job: dict) -> dict:

@@ -96,26 +96,28 @@ def load_model(directory: str | os.PathLike) -> MultiExitNet:
     return model.eval()
 
 
-def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> dict | None:
-    """Write the weights of the artifact in ``directory`` from the training checkpoint that made it.
+def from_checkpoint(
+    directory: str | os.PathLike, checkpoint: str | os.PathLike | None = None, retrain: str = "retrain the job"
+) -> MultiExitNet:
+    """The trained network of the artifact in ``directory``, from the training checkpoint that made it.
 
     The checkpoint (default ``<directory>/checkpoint.pt``) must hold the artifact's recipe, data
-    checksum and per-epoch history, and its code checksum or one the artifact was recertified from.
-    Weights already current are kept as they are (their file is not rewritten).
+    checksum and per-epoch history, and its code fingerprint or one the artifact was recertified from;
+    otherwise, or if it is gone (checkpoints are not shipped, and ``smoke`` deletes its own), a
+    :class:`WeightsError` says so and how to get it back (``retrain``).
     """
     directory = Path(directory)
-    if (record := current(directory)) is not None:
-        return record
     checkpoint = Path(checkpoint or directory / "checkpoint.pt")
     manifest = artifacts.read_manifest(directory)
     if not checkpoint.exists():
         raise WeightsError(
-            f"no checkpoint {checkpoint}: the training stage keeps it in the cpu and paper profiles "
-            f"(smoke deletes it); retrain the job to get its weights"
+            f"no checkpoint {checkpoint}: the trained weights of {directory.name} are needed (checkpoints are "
+            f"not shipped; the training stage keeps its own in the cpu and paper profiles); {retrain}"
         )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     params = manifest["params"]
     recipe = {f.name: params.get(f.name) for f in fields(TrainConfig)}
+    state = state if isinstance(state, dict) else {}
     made = {
         "recipe": state.get("config") == recipe,
         "data": state.get("data_sha256") == manifest["data_sha256"],
@@ -124,12 +126,20 @@ def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     }
     if not all(made.values()):
         raise WeightsError(
-            f"checkpoint {checkpoint} did not make the artifact in {directory} (other "
-            f"{', '.join(k for k, ok in made.items() if not ok)}); retrain to get its weights"
+            f"checkpoint {checkpoint} is not the run that made the artifact in {directory} (other "
+            f"{', '.join(k for k, ok in made.items() if not ok)}); {retrain}"
         )
-    model = build_model(params["model"], params["dataset"], seed=params.get("seed", 0))
+    model = build_model(params["model"], params["dataset"])
     model.load_state_dict(state["model"])
-    return save(model, directory)
+    return model
+
+
+def export(directory: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> dict | None:
+    """Write the weights of the artifact in ``directory`` from the training checkpoint that made it
+    (:func:`from_checkpoint`). Weights already current are kept as they are (their file is not rewritten)."""
+    if (record := current(Path(directory))) is not None:
+        return record
+    return save(from_checkpoint(directory, checkpoint, "retrain the job to get its weights"), Path(directory))
 
 
 def _certified_code(manifest: dict) -> set[str]:

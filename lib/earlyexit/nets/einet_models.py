@@ -26,9 +26,9 @@ cross-entropies, so every exit's loss weight is 1.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .multiexit import MultiExitNet, conv_bn_relu
+from .multiexit import MultiExitNet, Residual, conv_bn_relu, projection
 
 #: Channels of a branch's convolutions and width of its hidden FC layers.
 BRANCH_CHANNELS, BRANCH_HIDDEN = 32, 128
@@ -214,7 +214,7 @@ def vgg16_finegrained(num_classes: int, in_channels: int = 3, image_size: int = 
 
 
 # ------------------------------------------------------------------------------------------ ResNet-50
-class Bottleneck(nn.Module):
+class Bottleneck(Residual):
     """ResNet's bottleneck unit: 1x1, 3x3 (stride), 1x1 to 4x the width, projection when the shape changes."""
 
     def __init__(self, cin: int, width: int, stride: int = 1):
@@ -228,14 +228,7 @@ class Bottleneck(nn.Module):
             nn.Conv2d(width, cout, 1, bias=False),
             nn.BatchNorm2d(cout),
         )
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        self.shortcut = projection(cin, cout, stride)
 
 
 def _resnet50_units() -> list[Bottleneck]:

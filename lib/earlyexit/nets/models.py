@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..core import data
 from . import einet_models, msdnet
-from .multiexit import MultiExitNet, classifier, conv_bn_relu, conv_relu
+from .multiexit import MultiExitNet, Residual, classifier, conv_bn_relu, conv_relu, projection
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -106,11 +106,11 @@ def vgg16bn_light(num_classes: int) -> MultiExitNet:
 
 
 # --------------------------------------------------------------------------------------- ResNet44
-class BasicBlock(nn.Module):
+class BasicBlock(Residual):
     """Residual block (RB) of the CIFAR ResNet [37]; a 1x1 projection shortcut when the shape changes.
 
-    The ReLU after the residual addition is a functional call, so ptflops counts one ReLU per block;
-    with this convention Tables V and VI of Paper A come out to the printed digit.
+    The ReLU after the residual addition is a functional call (:class:`Residual`), so ptflops counts one
+    ReLU per block; with this convention Tables V and VI of Paper A come out to the printed digit.
     """
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
@@ -118,14 +118,7 @@ class BasicBlock(nn.Module):
         self.body = nn.Sequential(
             *conv_bn_relu(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         )
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+        self.shortcut = projection(cin, cout, stride)
 
 
 def _resnet44_blocks() -> list[BasicBlock]:

@@ -9,6 +9,7 @@ last exit is the backbone's own classifier.  ``forward`` returns every exit's lo
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -59,3 +60,21 @@ def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 def classifier(in_features: int, num_classes: int, pool: nn.Module | None = None) -> list[nn.Module]:
     """Optional pooling, flatten and the exit's fully-connected layer."""
     return ([pool] if pool is not None else []) + [nn.Flatten(), nn.Linear(in_features, num_classes)]
+
+
+def projection(cin: int, cout: int, stride: int) -> nn.Module:
+    """The shortcut of a residual unit: the identity, or a 1x1 convolution with BatchNorm where the shape changes."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+class Residual(nn.Module):
+    """A residual unit, ``relu(body(x) + shortcut(x))``; subclasses build ``body`` and ``shortcut``
+    (:func:`projection`). The ReLU after the addition is a functional call, so ptflops counts one per unit."""
+
+    body: nn.Module
+    shortcut: nn.Module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))

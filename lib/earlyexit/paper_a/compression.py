@@ -42,7 +42,7 @@ from ..core import data, hardware
 from ..engine import artifacts, provenance
 from ..engine.pruning import load_artifact, trained_model
 from ..engine.stage import Stage, training_source
-from ..engine.training import RECORDED, TrainConfig, precision_used, predict, profile_config, train
+from ..engine.training import RECORDED, TrainConfig, predict, profile_config, train, write_artifact
 from ..nets.flops import module_flops, part_flops
 from ..nets.models import BUILDERS, ZOO
 from ..nets.multiexit import MultiExitNet
@@ -304,18 +304,7 @@ def compress_and_profile(
         "encoder_prune_bits": np.array([sent_bits(pruned_codec(codec(net), r), feature) for r in ratios]),
         "encoder_prune_correct": encoder_pruning_correct(net, x, y, ds.name, ratios, progress=progress),
     }
-    artifacts.write(
-        directory,
-        arrays,
-        params=params,
-        data_sha256=ds.sha256,
-        wall_time_s=sum(h["seconds"] for h in history),
-        epochs=len(history),
-        history=history,
-        test_accuracy=arrays["test_correct"].mean(0).tolist(),
-        machine=hardware.machine_record(precision_used(history)),
-    )
-    return artifacts.read(directory, params, ds.sha256)
+    return write_artifact(directory, arrays, params, ds, history)
 
 
 def load_compressed(

@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..core import data, hardware
+from ..core import data
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance
 from ..engine.stage import Stage
-from ..engine.training import ET_SAMPLES, RECORDED, precision_used, predict, profile_config, train
+from ..engine.training import ET_SAMPLES, RECORDED, predict, profile_config, train, write_artifact
 from ..nets import einet_models, et_profile, msdnet
 from ..nets.multiexit import MultiExitNet
 from . import baselines, elastic, search
@@ -179,19 +179,9 @@ def train_and_profile(
     arrays = artifacts.cs_profile(predict(model, ds.x_test[idx], ds.name, progress=progress), ds.y_test[idx], "test")
     et = et_profile.measure_et_profile(model.cpu(), ds.x_test[idx], ds.name, samples=params["et_samples"])
     arrays |= {"et_tc": et["tc"], "et_tb": et["tb"]}
-    artifacts.write(
-        directory,
-        arrays,
-        params=params,
-        data_sha256=ds.sha256,
-        wall_time_s=sum(h["seconds"] for h in history),
-        epochs=len(history),
-        history=history,
-        test_accuracy=arrays["test_correct"].mean(0).tolist(),
-        machine=hardware.machine_record(precision_used(history)),
-    )
+    run = write_artifact(directory, arrays, params, ds, history)
     checkpoint.unlink(missing_ok=True)
-    return artifacts.read(directory, params, ds.sha256)
+    return run
 
 
 def load_design(artifact_root: str | Path, profile: str, variant: Variant, dataset: str) -> artifacts.Artifact:

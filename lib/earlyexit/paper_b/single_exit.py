@@ -32,14 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch_pruning as tp
 from torch import nn
 
-from ..core import data, hardware
+from ..core import data
 from ..core.fingerprint import fingerprint
 from ..engine import artifacts, derived, provenance, pruning
 from ..engine.stage import Stage, training_source
-from ..engine.training import ET_SAMPLES, RECORDED, precision_used, predict, train
+from ..engine.training import ET_SAMPLES, RECORDED, predict, train, write_artifact
 from ..nets import et_profile
 from ..nets.flops import module_flops
 from ..nets.models import BUILDERS, ZOO
@@ -62,21 +61,9 @@ def final_fc(model: MultiExitNet) -> nn.Linear:
 
 
 def prune_all(model: MultiExitNet, ratio: float, input_shape: tuple[int, ...]) -> MultiExitNet:
-    """Remove ``ratio`` of the filters of every convolution of ``model``, lowest l2-norm first (in place),
-    with the importance of :func:`pruning.prune_filters` but nothing kept except the final FC layer."""
-    pruning.check_ratio(ratio)
-    was_training = model.training
-    model.eval()
-    tp.pruner.MetaPruner(
-        model,
-        torch.zeros(1, *input_shape),
-        importance=tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer=None),
-        pruning_ratio=ratio,
-        ignored_layers=[final_fc(model)],
-        root_module_types=[nn.Conv2d],
-    ).step()
-    model.train(was_training)
-    return model
+    """:func:`pruning.prune_by_magnitude` of every convolution of ``model``: nothing is kept whole but the final
+    FC layer (in place)."""
+    return pruning.prune_by_magnitude(model, ratio, input_shape, [final_fc(model)])
 
 
 def flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -273,20 +260,10 @@ def adapt_and_profile(
         "classic_flops": np.array(compressed.flops_before),
         "compressed_flops": np.array(compressed.flops_after),
     }
-    artifacts.write(
-        directory,
-        arrays,
-        params=params,
-        data_sha256=ds.sha256,
-        wall_time_s=sum(h["seconds"] for h in history),
-        epochs=len(history),
-        history=history,
-        test_accuracy=arrays["test_correct"].mean(0).tolist(),
-        machine=hardware.machine_record(precision_used(history)),
-    )
+    run = write_artifact(directory, arrays, params, ds, history)
     if profile == "smoke":
         (directory / "checkpoint.pt").unlink(missing_ok=True)
-    return artifacts.read(directory, params, ds.sha256)
+    return run
 
 
 def load_single_exit(
