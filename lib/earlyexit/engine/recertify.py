@@ -243,8 +243,8 @@ def recertify(
     """
     directory = Path(directory)
     manifest = artifacts.read_manifest(directory)
-    new = _code_of(new_lib, manifest["params"])
-    new_code = new["fingerprint"]
+    code_now = _code_of(new_lib, manifest["params"])
+    new_code = code_now["fingerprint"]
     if manifest["code_sha256"] == new_code:
         return manifest
     with tempfile.TemporaryDirectory() as tmp:
@@ -293,7 +293,7 @@ def recertify(
         "params": params,
         "machine": machine,
         "code_sha256": new_code,
-        "code": new["digests"],
+        "code": code_now["digests"],
         "recertified": [*manifest.get("recertified", []), record],
     }
     artifacts.write_manifest(directory, updated)
