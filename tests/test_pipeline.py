@@ -339,3 +339,9 @@ def test_paper_b_comparison_covers_the_trained_models_of_paper_bs_recipe():
         assert models and set(models) <= set(pipeline.matrix(profile))
         assert {m for m, _ in models} <= set(PAPER_B)
     assert ("msdnet40", "cifar100") in pipeline.paper_b_models("cpu")
+
+
+def test_every_shipped_job_and_figure_is_current():
+    """What a fresh clone's `pipeline --profile cpu --list` reports: nothing to train, no figure to rerun."""
+    stale = {job.name: why for job in pipeline.jobs("cpu") if (why := pipeline.why_run(job, "cpu")) is not None}
+    assert stale == {}, "run `python -m earlyexit.pipeline --profile cpu` and commit what it changes"

@@ -465,6 +465,14 @@ class Trace:
     pred: int
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """What a traced real-mode run records as it goes: its events and the plan after each decision."""
+
+    events: list[Event]
+    plans: list[tuple[float, np.ndarray]]
+
+
 def _elastic_sample(
     model: MultiExitNet,
     h: torch.Tensor,
@@ -474,14 +482,12 @@ def _elastic_sample(
     planner: _Planner | None,
     cache: CachedPredictor | None,
     deadline: float,
-    events: list[Event] | None = None,
-    plans: list[tuple[float, np.ndarray]] | None = None,
+    record: _Recording | None = None,
 ) -> tuple[int, int, int, float]:
     """Algorithm 1 in real time on one normalised sample ``h`` (batch 1); ``plan`` is updated in place.
 
     Returns the prediction and exit of the latest output by the deadline (-1: none), the branches run
-    and the seconds elapsed; appends the run's steps to ``events`` and its re-plans to ``plans`` when
-    given (both or neither).
+    and the seconds elapsed; appends the run's steps and re-plans to ``record`` when given.
     """
     clock = time.perf_counter
     pred = exit_ = -1
@@ -497,15 +503,15 @@ def _elastic_sample(
         h = model.stage(k, h)
         t1 = clock()
         t_prof += tc[k]
-        if events is not None:
-            events.append(Event("part", k, t0 - start, t1 - start))
+        if record is not None:
+            record.events.append(Event("part", k, t0 - start, t1 - start))
         if plan[k]:
             if t1 >= end:
                 break
             conf, cls = model.exit(k, h).softmax(-1).max(-1)
             t2 = clock()
-            if events is not None:
-                events.append(Event("branch", k, t1 - start, t2 - start, t2 <= end, float(conf), int(cls)))
+            if record is not None:
+                record.events.append(Event("branch", k, t1 - start, t2 - start, t2 <= end, float(conf), int(cls)))
             if t2 > end:
                 break
             last, t_prof = float(conf), t_prof + tb[k]
@@ -516,10 +522,10 @@ def _elastic_sample(
             if plan[k] and k < model.num_exits - 1:
                 t3 = clock()
                 plan[k + 1 :] = planner.replan(k, t_prof, last, cache.predict(k + 1)[0])
-                if events is not None:
+                if record is not None:
                     t4 = clock()
-                    events.append(Event("plan", k, t3 - start, t4 - start))
-                    plans.append((t4 - start, plan.copy()))
+                    record.events.append(Event("plan", k, t3 - start, t4 - start))
+                    record.plans.append((t4 - start, plan.copy()))
     return pred, exit_, branches, clock() - start
 
 
@@ -594,11 +600,9 @@ def trace_real(
     first, planner, cache = _policy_state(model, tc, tb, policy, preemption)
     for _ in range(warmup):
         _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, math.inf)
-    events, plans = [], [(0.0, first.copy())]
-    pred, exit_, _, _ = _elastic_sample(
-        model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]), events, plans
-    )
-    return Trace(events, plans, float(deadline[0]), exit_, pred)
+    record = _Recording([], [(0.0, first.copy())])
+    pred, exit_, _, _ = _elastic_sample(model, x, tc, tb, first.copy(), planner, cache, float(deadline[0]), record)
+    return Trace(record.events, record.plans, float(deadline[0]), exit_, pred)
 
 
 def _check_real_inputs(

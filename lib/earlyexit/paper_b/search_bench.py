@@ -23,6 +23,7 @@ from time import perf_counter_ns
 import numpy as np
 import pandas as pd
 
+from ..core import files
 from . import search
 
 __all__ = ["DEFAULT_C_SOURCE", "CCompilerNotFound", "CReference", "build_c_reference", "make_instance", "run_benchmark"]
@@ -92,13 +93,11 @@ def build_c_reference(c_source: str | Path | None = None, build_dir: str | Path 
     digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
     library = out_dir / f"libsearch_ref_{digest}.so"
     if not library.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        partial = library.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [_compiler(), "-O2", "-shared", "-fPIC", str(source), "-o", str(partial)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"compiling {source} failed ({' '.join(cmd)}):\n{done.stderr}")
-        partial.replace(library)
+        with files.atomic_path(library) as partial:
+            cmd = [_compiler(), "-O2", "-shared", "-fPIC", str(source), "-o", str(partial)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"compiling {source} failed ({' '.join(cmd)}):\n{done.stderr}")
     return CReference(library)
 
 

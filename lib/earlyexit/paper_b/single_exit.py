@@ -278,11 +278,10 @@ def load_single_exit(
 # ---------------------------------------------------------------------------------- Fig. 10
 
 
-def contenders(run: artifacts.Artifact, single: artifacts.Artifact, cs, m: int = 5) -> dict[str, tuple[str, object]]:
+def contenders(n: int, cs, m: int = 5) -> dict[str, tuple[str, object]]:
     """Fig. 10's multi-exit contenders by name, (family, policy for :func:`elastic.simulate`): the network
     without planner (every branch), EINet (hybrid search) and the diagnosis rows (exact planner on the
-    predicted and on the true scores)."""
-    n = single["me_tc"].shape[1]
+    predicted and on the true scores), for a network of ``n`` exits."""
     return {
         "ME-NN (every branch)": ("ME-NN", np.ones(n, dtype=bool)),
         f"EINet hybrid m={m}": ("EINet", elastic.Dynamic(cs, "hybrid", m=m)),
@@ -333,7 +332,7 @@ def compare(
                     "time_ms": 1e3 * t,
                 }
             )
-        for method, (family, policy) in contenders(run, single, cs, m).items():
+        for method, (family, policy) in contenders(single["me_tc"].shape[1], cs, m).items():
             result = elastic.simulate(tc, tb, conf, correct, policy, preemption, runs=runs, seed=seed, progress=False)
             rows.append(
                 {
