@@ -304,9 +304,10 @@ def precision_used(history: list[dict]) -> str:
     return "+".join(sorted({h.get("precision", "bf16") for h in history})) or "none"
 
 
-#: Images per batch of :func:`predict`: on the 2-core CPUs, 64 is within 10 % of the fastest batch size of
-#: every network measured and 1.3-1.5x faster than 500 for ResNet44, ResNet-50 and MSDNet-40
-#: (``benchmarks/bench_predict.py``; ``benchmarks/results/predict-*.txt``).
+#: Images per batch of :func:`predict`. Measured on the AVX2-only EPYC (2 cores, 500 CIFAR-100 images, images
+#: per second at 64 against 500): ResNet44 601 / 414, VGG16-BN 191 / 202, ResNet-50 (CIFAR stem) 38 / 27,
+#: MSDNet-40 94 / 71; the fastest batch sizes were 64, 128, 16 and 64, and 64 is within 14 % of each
+#: (``benchmarks/bench_predict.py`` measures it again on any machine).
 PREDICT_BATCH = 64
 
 
