@@ -26,8 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     x = data.load("cifar100").x_test[: args.images]
-    print(f"{hardware.cpu_info().model}, {torch.get_num_threads()} threads: images per second by batch size "
-          f"(ratio to batch 500), default {training.PREDICT_BATCH}")
+    print(
+        f"{hardware.cpu_info().model}, {torch.get_num_threads()} threads: images per second by batch size "
+        f"(ratio to batch 500), default {training.PREDICT_BATCH}"
+    )
     for name in args.models.split(","):
         model = build_model(name, "cifar100", seed=0)
         rates, probs = {}, {}
