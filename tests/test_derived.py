@@ -1,5 +1,7 @@
 """Derived results: recomputed when what they depend on changes, read back otherwise."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,3 +63,65 @@ def test_an_edited_cut_or_unrecorded_result_is_computed_again(tmp_path):
         calls = []
         derived.frame(path, {"k": 1}, lambda: calls.append(1) or table)
         assert calls == [1]
+
+
+_CONCURRENT = """
+import sys, time
+import pandas as pd
+from earlyexit.engine import derived
+
+def compute():
+    time.sleep(1.0)  # both processes are inside load_or_compute at once
+    return pd.DataFrame({"x": range(1000), "y": [i / 7 for i in range(1000)], "who": sys.argv[2]})
+
+table = derived.frame(sys.argv[1], {"n": 1000}, compute)
+print(table.who.iloc[0], len(table))
+"""
+
+
+def test_two_processes_computing_the_same_result_both_get_one_valid_file(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "shared.csv"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CONCURRENT, str(target), who], stdout=subprocess.PIPE, text=True)
+        for who in ("first", "second")
+    ]
+    outputs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    # one computed it, the other read what the first stored: both see the same writer and every row
+    assert outputs[0] == outputs[1] and outputs[0][1] == "1000"
+    table = pd.read_csv(target)
+    assert len(table) == 1000 and table.who.nunique() == 1
+    assert derived.stored_for(target, {"n": 1000})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.csv", "shared.csv.json"]  # no temp or lock left
+
+
+def test_every_shipped_derived_result_was_computed_by_the_current_code():
+    """The code fingerprint in each shipped record equals the fingerprint of the function computing it now: an
+    edit that changes what a result means is caught here, before a figure silently recomputes (or reads) it."""
+    import glob
+    import json
+
+    from earlyexit.core.fingerprint import fingerprint
+    from earlyexit.paper_a import exit_predictor
+    from earlyexit.paper_b import baselines, elastic, msdnet_design, predictor, single_exit
+
+    current = {
+        "comparison": fingerprint(baselines.compare),
+        "common": fingerprint(single_exit.compare),
+        "elastic": fingerprint(msdnet_design.elastic_accuracy),
+        "ep": fingerprint(exit_predictor.fit_or_load_scores),
+        "cs": fingerprint(predictor.train_predictor),
+        "fig13": fingerprint(elastic.simulate, elastic.Dynamic, elastic.Oracle),
+    }
+    records = glob.glob(str(artifacts.REPO / "artifacts" / "cpu" / "*" / "derived" / "*.json"))
+    assert len(records) > 100
+    stale = []
+    for record in records:
+        key = json.loads(Path(record).read_text())["key"]
+        kind = Path(record).name.split("-")[0]
+        if key.get("code", key.get("code_sha256")) != current[kind]:
+            stale.append(record)
+    assert not stale, f"{len(stale)} derived results were made by other code, e.g. {stale[:3]}"

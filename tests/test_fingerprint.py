@@ -58,6 +58,14 @@ PACKAGE = {
         ''',
     "scratchpkg/b.py": '''
         """Helpers."""
+        from fingerprint_under_test import input_check
+
+
+        @input_check
+        def positive(name, x):
+            if not x > 0:
+                raise ValueError(f"{name} must be positive")
+            return float(x)
 
 
         def helper(x):
@@ -193,7 +201,34 @@ RENAME_LOCALS = [
     ]
 ]
 
+_SCALE = ("edit", "scratchpkg/a.py", "    total = 0.0\n")
 CASES = [  # id, edits (op, path, ...), root set, fingerprint stays the same
+    ("input check added", [(*_SCALE, '    b.positive("scale", scale)\n    total = 0.0\n')], "loss", True),
+    (
+        "input check added, imported by name",
+        [
+            (*_SCALE, '    positive("scale", scale)\n    total = 0.0\n'),
+            ("edit", "scratchpkg/a.py", "from .b import helper", "from .b import helper, positive"),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "input check edited where only called as a statement",
+        [
+            (*_SCALE, '    b.positive("scale", scale)\n    total = 0.0\n'),
+            ("edit", "scratchpkg/b.py", "if not x > 0:", "if not x >= 0:"),
+        ],
+        "loss",
+        True,
+    ),
+    (
+        "input check's value used",
+        [(*_SCALE, '    scale = b.positive("scale", scale)\n    total = 0.0\n')],
+        "loss",
+        False,
+    ),
+    ("other call added as a statement", [(*_SCALE, "    b.helper(scale)\n    total = 0.0\n")], "loss", False),
     ("docstring edited", [("edit", "scratchpkg/a.py", "Weighted loss.", "The weighted loss of xs.")], "loss", True),
     (
         "docstring added",

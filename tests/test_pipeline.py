@@ -106,7 +106,8 @@ def test_failure_names_the_notebook_and_the_cell(tmp_path, monkeypatch):
         SystemExit, match=r"stage 'broken' failed: notebook notebooks/99_broken.ipynb .*cell \d+: ValueError: boom"
     ):
         pipeline.execute(job, "smoke")
-    assert (tmp_path / "runs" / "smoke" / "99_broken.ipynb").exists()
+    assert (tmp_path / "runs" / "smoke" / "99_broken.failed.ipynb").exists()
+    assert not (tmp_path / "runs" / "smoke" / "99_broken.ipynb").exists()  # never a failed run as the good copy
 
 
 @pytest.mark.parametrize(
@@ -227,27 +228,66 @@ def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):
     assert pipeline.injected(executed[0].notebook, executed[0].params)["force"] is True
 
 
-def test_an_interrupted_run_is_marked_as_such(tmp_path, monkeypatch):
+def test_an_interrupted_run_keeps_the_last_good_copy_until_a_run_finishes(tmp_path, monkeypatch):
     import papermill as pm
 
     monkeypatch.setattr(pipeline, "ROOT", tmp_path)
     path = tmp_path / "notebooks" / "91_long.ipynb"
     path.parent.mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), path)
+    runs = tmp_path / "runs" / "smoke"
+    runs.mkdir(parents=True)
+    (runs / "91_long.ipynb").write_text("the last good run")
+    outcome = {"interrupt": True}
 
-    def interrupted(source, copy, **kwargs):
+    def execute(source, copy, **kwargs):
         nbformat.write(nbformat.read(source, as_version=4), copy)
-        raise KeyboardInterrupt
+        if outcome["interrupt"]:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(pm, "execute_notebook", interrupted)
+    monkeypatch.setattr(pm, "execute_notebook", execute)
     monkeypatch.setattr(pipeline, "injected", lambda notebook, params: {})
+    job = pipeline.Job("long", "figure", path, {"figures_dir": "elsewhere"})  # not written back in place
     with pytest.raises(SystemExit, match="interrupted: stage 'long'"):
-        pipeline.execute(pipeline.Job("long", "figure", path, {}), "smoke")
-    copy = tmp_path / "runs" / "smoke" / "91_long.interrupted.ipynb"
-    assert copy.exists() and not (tmp_path / "runs" / "smoke" / "91_long.ipynb").exists()
-    nb = nbformat.read(copy, as_version=4)
+        pipeline.execute(job, "smoke")
+    partial = runs / "91_long.interrupted.ipynb"
+    assert partial.exists() and (runs / "91_long.ipynb").read_text() == "the last good run"
+    nb = nbformat.read(partial, as_version=4)
     assert nb.metadata["papermill"]["interrupted"] and "Interrupted" in nb.cells[0].source
     assert nbformat.read(path, as_version=4).cells[0].source == "x = 1"  # the source notebook is untouched
+    outcome["interrupt"] = False
+    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile: None)
+    pipeline.execute(job, "smoke")
+    assert sorted(p.name for p in runs.glob("*.ipynb")) == ["91_long.ipynb"]  # the interrupted copy is gone
+    assert nbformat.read(runs / "91_long.ipynb", as_version=4).cells[0].source == "x = 1"
+
+
+def test_a_stage_naming_a_missing_notebook_is_refused_by_name(monkeypatch):
+    ghost = {"id": "ghost", "kind": "figure", "notebook": "notebooks/99_ghost.ipynb"}
+    stages = pipeline.load_stages()
+    monkeypatch.setattr(pipeline, "load_stages", lambda path=None: [*stages, ghost])
+    with pytest.raises(SystemExit, match="'ghost' names the notebook notebooks/99_ghost.ipynb, which does not exist"):
+        pipeline.jobs("cpu", ["ghost"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stages", ""], "name one or more stage ids"),
+        (["--stages", "train,"], "name one or more stage ids"),
+        (["--data-dir", "/nonexistent/earlyexit", "--list"], "--data-dir /nonexistent/earlyexit: no such folder"),
+    ],
+)
+def test_bad_command_lines_exit_with_one_clear_line(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        pipeline.main(argv)
+
+
+def test_load_artifact_names_an_unknown_model_or_dataset():
+    with pytest.raises(ValueError, match="unknown model 'resnet999'; choose one of alexnet"):
+        pipeline.load_artifact("cpu", "resnet999", "mnist")
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        pipeline.load_artifact("cpu", "resnet44", "imagenet")
 
 
 def test_ledger_lists_every_job_of_the_profile_with_its_record():

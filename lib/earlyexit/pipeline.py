@@ -36,6 +36,7 @@ from .core import data, files, fingerprint, paper
 from .engine import artifacts, pruning, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
+from .nets.models import BUILDERS
 from .nets.multiexit import MultiExitNet
 from .paper_a import compression
 from .paper_b import baselines, msdnet_design, single_exit
@@ -206,8 +207,17 @@ def load_artifact(
 ) -> artifacts.Artifact:
     """The artifact of a training job of ``pipeline.toml`` (its recipe with the job's :func:`overrides`),
     refused if missing, corrupt or stale."""
+    _check_names(model, dataset)
     params = stage_params(model, dataset, profile, **overrides(profile, model, dataset))
     return artifacts.read(artifacts.run_dir(artifact_root, profile, model, dataset), params)
+
+
+def _check_names(model: str, dataset: str) -> None:
+    """A model of the zoo and a dataset the library knows, else a ValueError listing the choices."""
+    if model not in BUILDERS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(BUILDERS)}")
+    if dataset not in data.SPECS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.SPECS)}")
 
 
 def load_network(
@@ -339,6 +349,11 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
         if only and s["id"] not in only:
             continue
         notebook = ROOT / s["notebook"]
+        if not notebook.is_file():
+            raise SystemExit(
+                f"pipeline.toml: stage {s['id']!r} names the notebook {s['notebook']}, which does not exist; "
+                "fix the path (relative to the repository root) or remove the stage"
+            )
         if s["kind"] in STAGES:
             out += [
                 Job(s["id"], s["kind"], notebook, {**common, **job})
@@ -537,42 +552,54 @@ def _kernel_manager(log: Path):
 
 def execute(job: Job, profile: str) -> None:
     """Run one notebook with papermill, keeping the executed copy (and the kernel's own log beside it);
-    exits naming the failing cell."""
+    exits naming the failing cell.
+
+    The run writes to a scratch copy that replaces the previous executed copy only once it finishes: a
+    failed or interrupted run leaves the last good copy in place, beside ``<name>.failed.ipynb`` or
+    ``<name>.interrupted.ipynb`` (removed by the next successful run).
+    """
     import papermill as pm
 
     copy = ROOT / "runs" / profile / f"{job.name}.ipynb"
     copy.parent.mkdir(parents=True, exist_ok=True)
+    running, failed, interrupted = (
+        copy.with_suffix(s) for s in (".running.ipynb", ".failed.ipynb", ".interrupted.ipynb")
+    )
     params = injected(job.notebook, job.params)
     try:
         pm.execute_notebook(
             job.notebook,
-            copy,
+            running,
             parameters=params,
             cwd=job.notebook.parent,
             progress_bar=False,
             kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log")),
         )
     except pm.PapermillExecutionError as err:
+        running.replace(failed)
         raise SystemExit(
             f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
-            f"(executed copy {copy.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
+            f"(executed copy {failed.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
             f"cell {err.cell_index}: {err.ename}: {err.evalue}"
         ) from None
     except KeyboardInterrupt:
-        _mark_interrupted(copy)
+        _mark_interrupted(running, interrupted)
         raise SystemExit(
             f"interrupted: stage {job.stage!r}, notebook {job.notebook.relative_to(ROOT)}; its partial copy "
-            f"is {copy.with_suffix('.interrupted.ipynb').relative_to(ROOT)}. Run the pipeline again to "
+            f"is {interrupted.relative_to(ROOT)}. Run the pipeline again to "
             "continue (training resumes from its last checkpoint)."
         ) from None
+    running.replace(copy)
+    failed.unlink(missing_ok=True)
+    interrupted.unlink(missing_ok=True)
     if not set(params) - {"force"}:
         files.atomic_write(job.notebook, lambda f: f.write(copy.read_bytes()))
     if job.kind == "figure":
         _write_stamp(job, profile)
 
 
-def _mark_interrupted(copy: Path) -> None:
-    """Rename an interrupted run's executed copy to ``*.interrupted.ipynb``, with a banner saying so."""
+def _mark_interrupted(copy: Path, target: Path) -> None:
+    """Move an interrupted run's executed ``copy`` to ``target``, with a banner saying so."""
     import nbformat
 
     if not copy.exists():
@@ -585,7 +612,7 @@ def _mark_interrupted(copy: Path) -> None:
         ),
     )
     nb.metadata.setdefault("papermill", {})["interrupted"] = True
-    nbformat.write(nb, copy.with_suffix(".interrupted.ipynb"))
+    nbformat.write(nb, target)
     copy.unlink()
 
 
@@ -708,9 +735,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     check_profile(args.profile)
-    if args.data_dir:
+    if args.data_dir is not None:
+        if not Path(args.data_dir).is_dir():
+            raise SystemExit(
+                f"--data-dir {args.data_dir}: no such folder; pass the folder holding <dataset>.npz "
+                "(python ../shared/data/unpack.py DIR writes them) or leave it out"
+            )
         os.environ["EARLYEXIT_DATA"] = str(Path(args.data_dir).resolve())
-    only = args.stages.split(",") if args.stages else None
+    only = None if args.stages is None else [s.strip() for s in args.stages.split(",")]
+    if only is not None and not all(only):
+        raise SystemExit(f"--stages {args.stages!r}: name one or more stage ids separated by commas, or leave it out")
     if args.notebooks:
         print(" ".join(str(j.notebook.relative_to(ROOT)) for j in jobs(args.profile, only) if j.kind == "figure"))
         return

@@ -4,12 +4,14 @@ Every file the library writes (artifacts, derived results, checkpoints, weights,
 datasets) goes through :func:`atomic_path`: the content is written to a temporary file with a unique
 name in the target's folder and renamed onto the target only once it is complete, so a reader sees
 the old file or the new one, never half of one, and two writers never share a temporary file.
+:func:`locked` lets two processes that would compute the same file take turns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a ``.<name>.lock`` file beside it) for the block; a second
+    process asking for it waits until the first leaves the block. The lock dies with its process; the
+    lock file is removed on leaving. Without ``fcntl`` (Windows) the block runs unlocked."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # still the file others open (not removed meanwhile)
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:

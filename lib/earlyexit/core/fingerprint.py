@@ -10,7 +10,9 @@ assignment, or the whole top-level ``for``/``if``/``try`` that binds them) and i
 named bare (not as ``module.attribute``) stands for everything defined in it. Objects outside the package (torch,
 numpy, builtins) are the environment: their names are written as they are and not followed. Code marked with
 ``@bookkeeping`` (or passed as ``opaque=``) reads, writes, checks or reports but never shapes a result: it is
-reached by name only, its body is neither included nor followed.
+reached by name only, its body is neither included nor followed. A statement that does nothing but call a function
+marked ``@input_check`` (one that inspects its arguments and raises on bad ones) is dropped, so that validating a
+public function's input changes no fingerprint; a check whose value is used (``x = check(x)``) counts as code.
 
 Normalisation makes these edits invisible:
 
@@ -84,6 +86,15 @@ def bookkeeping(obj: _T) -> _T:
 
 
 bookkeeping(bookkeeping)
+
+
+@bookkeeping
+def input_check(func: _T) -> _T:
+    """Mark a function that only inspects its arguments and raises on bad ones: a statement that only calls it
+    (its value unused) is dropped from normalised source, so adding or editing such a check changes no fingerprint.
+    Its arguments must have no side effects."""
+    func.__fingerprint_check__ = True  # type: ignore[attr-defined]
+    return func
 
 
 @bookkeeping
@@ -373,6 +384,24 @@ class _Normaliser(ast.NodeTransformer):
             return self.generic_visit(node)
         name = target if isinstance(target, str) else self._follow(target)
         return ast.copy_location(ast.Name(name, ast.Load()), node)
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
+        if isinstance(node.value, ast.Call) and self._is_input_check(node.value.func):
+            return None  # a statement only calling an @input_check raises or does nothing
+        return self.generic_visit(node)
+
+    def _is_input_check(self, func: ast.expr) -> bool:
+        if isinstance(func, ast.Name):
+            target = self._lookup(func.id)
+        elif isinstance(func, ast.Attribute):
+            target = self._package_attribute(func)
+        else:
+            return False
+        return (
+            isinstance(target, _Node)
+            and target.kind == "code"
+            and getattr(target.target, "__dict__", {}).get("__fingerprint_check__", False) is True
+        )
 
     def visit_Raise(self, node: ast.Raise) -> ast.AST:
         if isinstance(node.exc, ast.Call):

@@ -79,16 +79,22 @@ def load_or_compute(
     read: Callable[[Path], T],
 ) -> T:
     """``read(path)`` if ``path`` was computed for ``key`` (:func:`stored_for`), else ``compute()`` stored
-    with ``write`` and read back (so that a fresh and a stored result are the same object to the caller)."""
+    with ``write`` and read back (so that a fresh and a stored result are the same object to the caller).
+
+    Two processes asking for the same missing result take turns (:func:`earlyexit.core.files.locked`):
+    the first computes it, the second reads what the first stored.
+    """
     path = Path(path)
     if stored_for(path, key):
         return read(path)
-    value = compute()
-    record_path(path).unlink(missing_ok=True)
-    with files.atomic_path(path) as tmp:
-        write(value, tmp)
-    write_record(path, key)
-    return read(path)
+    with files.locked(path):
+        if not stored_for(path, key):
+            value = compute()
+            record_path(path).unlink(missing_ok=True)
+            with files.atomic_path(path) as tmp:
+                write(value, tmp)
+            write_record(path, key)
+        return read(path)
 
 
 @bookkeeping

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core import checks
+from ..core.fingerprint import input_check
 from ..nets.flops import PartFlops
 from ..nets.multiexit import MultiExitNet
 
@@ -41,6 +43,12 @@ class Outcome:
 
     def summary(self, correct: np.ndarray) -> dict:
         """Accuracy, share of samples per exit and mean MFLOPs, given every exit's correctness (samples, N)."""
+        checks.boolean(
+            "correct",
+            correct,
+            (len(self.exit), self.computed.shape[1] + 1),
+            fix="every exit's correctness, same samples",
+        )
         n = correct.shape[1]
         right = correct[np.arange(len(self.exit)), self.exit]
         return {
@@ -59,6 +67,26 @@ def _thresholds(name: str, values, n: int) -> np.ndarray:
     if arr.shape != (n,) or not np.all((arr >= 0) & (arr <= 1)):
         raise ValueError(f"{name} must be one value in [0, 1] or one per early exit ({n}), got {values!r}")
     return arr
+
+
+@input_check
+def _check_conf(conf) -> None:
+    """Every exit's confidence (samples, N), N >= 2: softmax maxima in [0, 1], no NaN."""
+    arr = checks.probabilities("conf", conf, ndim=2, fix="pass every exit's softmax confidence, shape (samples, N)")
+    if arr.shape[1] < 2:
+        raise ValueError(f"conf has {arr.shape[1]} exit; Algorithm 1 needs early exits and a last exit (N >= 2)")
+
+
+@input_check
+def _check_candidates(candidates) -> None:
+    """Fig. 7's candidate prediction thresholds: None (the default grid), or values in [0, 1] that include 0."""
+    if candidates is None:
+        return
+    grid = checks.probabilities("candidates", candidates, ndim=1, fix="thresholds gamma to try, e.g. [0, 0.5, 1]")
+    if not np.any(grid == 0):
+        raise ValueError(
+            f"candidates {grid.tolist()} must include 0 (it computes every early exit, so some choice is feasible)"
+        )
 
 
 def _costs(parts: list[PartFlops], n: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -94,12 +122,15 @@ def evaluate(
     Without scores every early exit is computed until one terminates (Eq. (3)); with them exit ``n`` is
     computed only if ``s_n >= gamma_n`` (Eq. (4), ``ep_flops`` = the EP's own cost per sample).
     """
+    _check_conf(conf)
+    checks.number("ep_flops", ep_flops, low=0.0, fix="the Exit Predictor's FLOPs per sample")
     conf = np.asarray(conf)
     samples, n = conf.shape
     lam = _thresholds("lam", lam, n - 1)
     if scores is None:
         run = np.ones((samples, n - 1), dtype=bool)
     else:
+        checks.probabilities("scores", scores, ndim=2, fix="pass the Exit Predictor's sigmoid scores")
         scores = np.asarray(scores)
         if scores.shape != (samples, n - 1):
             raise ValueError(f"scores must have shape (samples, N-1) = {(samples, n - 1)}, got {scores.shape}")
@@ -122,6 +153,7 @@ def oracle(conf: np.ndarray, parts: list[PartFlops], lam) -> Outcome:
 def ep_labels(conf: np.ndarray, lam) -> np.ndarray:
     """Eq. (9): the Exit Predictor's targets ``u(c_n - lambda_n)``, 1 where early exit n's confidence
     reaches its threshold; ``conf`` (samples, N) holds every exit's confidence, the last is not used."""
+    _check_conf(conf)
     conf = np.asarray(conf)
     lam = _thresholds("lam", lam, conf.shape[1] - 1)
     return (conf[:, :-1] >= lam[None, :]).astype(np.float32)
@@ -140,8 +172,12 @@ def select_gamma(
     (2 %) additional samples end at the last exit than without the Exit Predictor.
 
     Searches every combination of ``candidates`` per early exit (default 0, 0.05, ..., 1; gamma = 0
-    computes every exit, so a feasible choice always exists); ties go to the smaller thresholds.
+    computes every exit, so a feasible choice always exists: it must be among them); ties go to the smaller
+    thresholds.
     """
+    _check_conf(conf)
+    checks.number("extra_last", extra_last, low=0.0, high=1.0, open_low=True, fix="a share of samples, e.g. 0.02")
+    _check_candidates(candidates)
     conf = np.asarray(conf)
     n = conf.shape[1]
     base = np.mean(evaluate(conf, parts, lam).exit == n - 1)

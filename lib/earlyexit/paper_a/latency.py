@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core import checks
+from ..core.fingerprint import input_check
 from ..nets.flops import PartFlops
 from ..nets.multiexit import MultiExitNet
 from . import ep_inference
@@ -37,6 +39,10 @@ def feature_bits(
     """Bits sent per offloaded sample: the partition feature ``(C, H, W)`` after an encoder that keeps
     ``C / channel_reduction`` channels at ``H / stride x W / stride`` and ``bits``-bit values (§V-C:
     1/4 of the channels, half the height and width, 32 -> 8 bits, a compression ratio of 64)."""
+    checks.array("shape", shape, ndim=1, low=1, fix="the partition feature's (C, H, W)")
+    checks.integer("channel_reduction", channel_reduction, low=1, fix="§V-C keeps 1/4 of the channels: 4")
+    checks.integer("spatial_stride", spatial_stride, low=1, fix="§V-C halves the height and width: 2")
+    checks.integer("bits", bits, low=1, fix="§V-C quantises to 8 bits")
     c, h, w = shape
     if c % channel_reduction or h % spatial_stride or w % spatial_stride:
         raise ValueError(
@@ -50,11 +56,26 @@ def mean_latency(
     device_flops: np.ndarray, offload_share: np.ndarray, bits: float, r_comp: float, r_comm: np.ndarray
 ) -> np.ndarray:
     """Eq. (11) averaged over samples, for every candidate (rows) and bandwidth ``r_comm`` in bit/s (columns)."""
+    checks.array("device_flops", device_flops, ndim=1, low=0.0, fix="mean on-device FLOPs per candidate")
+    checks.probabilities("offload_share", offload_share, ndim=1, fix="the share of samples sent to the server")
+    checks.number("bits", bits, low=0.0, fix="the feature's size in bits (feature_bits)")
+    checks.number("r_comp", r_comp, low=0.0, open_low=True, fix="the device's speed in FLOPs per second")
+    _check_bandwidths(r_comm)
     device = np.asarray(device_flops, dtype=np.float64)[:, None] / r_comp
     return (
         device
         + np.asarray(offload_share, dtype=np.float64)[:, None] * bits / np.asarray(r_comm, dtype=np.float64)[None, :]
     )
+
+
+@input_check
+def _check_bandwidths(r_comm) -> None:
+    """Bandwidths in bit/s: positive and finite."""
+    arr = checks.array("r_comm", np.atleast_1d(r_comm), ndim=1, low=0.0, fix="bandwidths in bit/s, e.g. 1e6")
+    if not np.all(arr > 0):
+        raise ValueError(
+            f"r_comm must hold positive bandwidths in bit/s, got {arr.min()!r}; pass e.g. 1e6 for 1 Mbit/s"
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,10 @@ def candidates(
     Algorithm 1 runs on ``chunk`` candidates at a time as array operations (the same rule as
     :func:`ep_inference.evaluate`), so tens of thousands of candidates take seconds.
     """
+    checks.probabilities("conf", conf, ndim=2, fix="pass every exit's softmax confidence, shape (samples, N)")
+    checks.boolean("correct", correct, np.shape(conf), fix="pass every exit's correctness on the same samples")
+    if scores is not None:
+        checks.probabilities("scores", scores, ndim=2, fix="pass the Exit Predictor's sigmoid scores")
     conf, correct = np.asarray(conf), np.asarray(correct)
     n = conf.shape[1] - 1
     lam = np.array(list(itertools.product(lam_values, repeat=n)), dtype=np.float64)
@@ -151,6 +176,7 @@ class Choice:
 def solve(cands: Candidates, r_comm, bits: float, r_comp: float = RPI3_FLOPS, tau: float = TAU) -> Choice:
     """Problem (10) for every bandwidth ``r_comm`` (bit/s): the most accurate candidate whose mean latency
     is at most ``tau`` (ties: the lower latency); where none meets ``tau``, the fastest one, flagged."""
+    checks.number("tau", tau, low=0.0, open_low=True, fix="the latency requirement in seconds, e.g. 0.030")
     r_comm = np.atleast_1d(np.asarray(r_comm, dtype=np.float64))
     latency = mean_latency(cands.device_flops, cands.offload_share, bits, r_comp, r_comm)  # (K, B)
     ok = latency <= tau

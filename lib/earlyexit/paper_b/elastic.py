@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core import data
+from ..core import checks, data
 from ..engine.artifacts import Artifact
 from ..nets.multiexit import MultiExitNet
 from . import search
@@ -82,6 +82,7 @@ class Preemption:
     unit: float | None = None
 
     def __post_init__(self):
+        checks.number("mu", self.mu, low=0.0, high=1.0, fix="mu is a fraction of T, e.g. 0.5")
         if self.kind not in ("uniform", "gaussian", "fixed"):
             raise ValueError(f"kind must be 'uniform', 'gaussian' or 'fixed', got {self.kind!r}")
         if not 0.0 <= self.mu <= 1.0:  # False for NaN
@@ -121,6 +122,8 @@ class Preemption:
 
     def cdf_grid(self, total: float, points: int = 1025) -> np.ndarray | None:
         """The search engine's CDF grid over ``[0, total]`` (None for uniform: Algorithm 1 as is)."""
+        checks.number("total", total, low=0.0, open_low=True, fix="the profiled total time T (search.total_time)")
+        checks.integer("points", points, low=2, fix="the grid's size, e.g. 1025")
         if self.kind == "uniform":
             return None
         if self.kind == "gaussian":
@@ -135,6 +138,8 @@ class Preemption:
 
 def skip_plan(n: int, k: int) -> np.ndarray:
     """Fig. 11's plan skipping ``k`` exits uniformly: branches ``n-1, n-2-k, n-3-2k, ...`` run."""
+    checks.integer("n", n, low=1, fix="the number of exits")
+    checks.integer("k", k, low=0, fix="the exits skipped between two that run (0: every branch runs)")
     return (np.arange(n)[::-1] % (k + 1)) == 0
 
 
