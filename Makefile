@@ -38,11 +38,11 @@ unit: $(VENV)/.installed data
 smoke: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile smoke --force
 
-## nbval runs copies of the figure notebooks in build/nbval (artifacts linked, figures written to a fresh
-## folder there), so that the tests leave the work tree as they found it (the timing figures differ by machine)
+## nbval runs copies of the figure notebooks in build/nbval (artifacts linked, figures written to a copy of
+## figures/ there), so that the tests leave the work tree as they found it (the timing figures differ by machine)
 NBVAL_DIR := build/nbval
 nbval: $(VENV)/.installed data
-	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)/figures && cp -r notebooks $(NBVAL_DIR)/notebooks
+	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR) && cp -r notebooks figures $(NBVAL_DIR)/
 	ln -s ../../artifacts $(NBVAL_DIR)/artifacts
 	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks | sed 's|notebooks/|$(NBVAL_DIR)/notebooks/|g')

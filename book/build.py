@@ -118,6 +118,7 @@ def toc(groups: dict[str, list[Path]]) -> str:
         '- caption: "The library"',
         "  chapters:",
         "  - file: architecture",
+        "  - file: claims",
     ]
     for key in ("A", "B", "stages"):
         if groups.get(key):
@@ -144,7 +145,8 @@ def stage(src: Path) -> Path:
     shutil.copytree(ROOT / "figures", src / "figures", ignore=shutil.ignore_patterns("*.csv"))
     shutil.copytree(mathjax_static(), src / "extra" / "mathjax")
     shutil.copy2(ROOT / "book" / "_config.yml", src / "_config.yml")
-    shutil.copy2(ROOT / "book" / "architecture.md", src / "architecture.md")
+    for page in ("architecture.md", "claims.md"):
+        shutil.copy2(ROOT / "book" / page, src / page)
     (src / "_toc.yml").write_text(toc(groups))
     (src / "index.md").write_text(landing(groups, src / "figures"))
     return src

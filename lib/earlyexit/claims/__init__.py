@@ -1,0 +1,136 @@
+"""Claims as code: every claim of the two papers' evaluations, measured on a profile's results, with a verdict.
+
+``python -m earlyexit.claims --profile cpu`` prints the scoreboard; each figure notebook ends with the claims
+measured on its own table (:func:`report`); ``--write`` regenerates the README's scoreboard and the book's
+page of claims from the shipped ``cpu`` results. The registry is :data:`CLAIMS` (Paper A's in
+:mod:`.paper_a`, Paper B's in :mod:`.paper_b`); the verdict rules are in :mod:`.registry`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .. import pipeline
+from . import paper_a, paper_b
+from .registry import VERDICTS, Claim, Result, Tables
+
+CLAIMS: list[Claim] = [*paper_a.CLAIMS, *paper_b.CLAIMS]
+COLUMNS = ["id", "paper", "where", "claim", "paper_says", "ours", "verdict", "diagnosis", "rule", "table"]
+README_MARKERS = ("<!-- claims:begin (python -m earlyexit.claims --write) -->", "<!-- claims:end -->")
+
+
+def tables(
+    profile: str, figures_dir: str | Path | None = None, artifact_root: str | Path = pipeline.ROOT / "artifacts"
+) -> Tables:
+    """The result tables of ``profile`` (in ``figures_dir``, default the profile's) and its artifacts."""
+    return Tables(
+        profile,
+        Path(figures_dir) if figures_dir is not None else pipeline.figures_dir(profile),
+        lambda model, dataset: pipeline.load_artifact(profile, model, dataset, artifact_root),
+        lambda model, dataset, name: pipeline.derived_dir(profile, model, dataset, artifact_root) / name,
+    )
+
+
+def evaluate(source: Tables, shown: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per claim (of the notebooks showing the result tables ``shown``, or all): the claim, the
+    paper's and our numbers, the verdict and why."""
+    rows = []
+    for claim in CLAIMS:
+        if shown and claim.notebook_table not in shown:
+            continue
+        result: Result = claim.result(source)
+        rows.append(
+            [claim.id, claim.paper, claim.where, claim.text, claim.paper_value, result.ours, result.verdict]
+            + [result.diagnosis, claim.rule, claim.table]
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def report(
+    shown: list[str], profile: str, figures_dir: str | Path | None = None, artifact_root: str | Path = "../artifacts"
+) -> str:
+    """A figure notebook's closing table: the claims it shows (by result table), as plain text."""
+    df = evaluate(tables(profile, figures_dir, artifact_root), tuple(shown))
+    lines = [f"{len(df)} claims of the paper, measured on the {profile} profile's results:"]
+    for row in df.itertuples():
+        lines += [
+            f"\n[{row.verdict}] {row.id} ({row.where}): {row.claim}",
+            f"  paper: {row.paper_says}",
+            f"  ours:  {row.ours}",
+        ]
+        lines += [f"  why:   {row.diagnosis}"] if row.diagnosis else []
+        lines += [f"  rule:  {row.rule}"]
+    return "\n".join(lines)
+
+
+def counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Claims per verdict and paper."""
+    table = pd.crosstab(df.paper.map({"A": "Paper A", "B": "Paper B"}), df.verdict)
+    table = table.reindex(columns=[v for v in VERDICTS if v in table.columns], fill_value=0)
+    table["claims"] = table.sum(axis=1)
+    return table
+
+
+def notebooks() -> dict[str, str]:
+    """Result table -> the notebook that writes it."""
+    owners = {}
+    for path in sorted((pipeline.ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        for name in re.findall(r'\\"([AB]-[a-z0-9-]+)\\"', path.read_text()):
+            owners.setdefault(name, path.name)
+    return owners
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def scoreboard(df: pd.DataFrame, profile: str) -> str:
+    """Markdown: counts per verdict and paper, then one row per claim."""
+    lines = [
+        f"Profile `{profile}`: {len(df)} claims, verdicts computed by `python -m earlyexit.claims --profile {profile}`.",
+        "",
+    ]
+    lines += [counts(df).reset_index().rename(columns={"paper": ""}).to_markdown(index=False), ""]
+    lines += ["| claim | where | paper | ours | verdict |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {_cell(r.claim)} | {r.where} | {_cell(r.paper_says)} | {_cell(r.ours)} | **{r.verdict}** |"
+        for r in df.itertuples()
+    ]
+    return "\n".join(lines)
+
+
+def page(df: pd.DataFrame, profile: str) -> str:
+    """The book's page of claims: every claim with its numbers, verdict, rule, diagnosis and notebook."""
+    owners = notebooks()
+    lines = [
+        "# The papers' claims, measured",
+        "",
+        "Every claim of Paper A's §III and §V (with Fig. 3 and the appendix tables) and of Paper B's §VI, measured on",
+        f"the shipped `{profile}` results. Each verdict is computed by the rule given beside it, from the paper's own words",
+        "and numbers (`earlyexit.claims`); where a claim does not hold, the diagnosis is measured too. Regenerated by",
+        "`python -m earlyexit.claims --write`; a test fails when this page differs from a regeneration.",
+        "",
+        counts(df).reset_index().rename(columns={"paper": ""}).to_markdown(index=False),
+    ]
+    for paper_id, part in df.groupby("paper"):
+        lines += ["", f"## Paper {paper_id}", ""]
+        for r in part.itertuples():
+            nb = owners.get(r.table)
+            link = f"[{nb.removesuffix('.ipynb')}](notebooks/{nb})" if nb else r.table
+            lines += [f"### {r.where}: {r.claim}", "", f"**{r.verdict}** (`{r.id}`, {link})", ""]
+            lines += [f"- paper: {r.paper_says}", f"- ours: {r.ours}", f"- rule: {r.rule}"]
+            lines += [f"- why: {r.diagnosis}"] if r.diagnosis else []
+            lines += [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_block(text: str, block: str) -> str:
+    """``text`` (the README) with the part between :data:`README_MARKERS` replaced by ``block``."""
+    begin, end = README_MARKERS
+    if begin not in text or end not in text:
+        raise ValueError(f"the README needs the markers {begin!r} and {end!r} around its scoreboard")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"

@@ -1,0 +1,51 @@
+"""``python -m earlyexit.claims --profile cpu``: the scoreboard of the papers' claims on a profile's results.
+
+``--write`` regenerates the README's scoreboard and the book's page of claims (``book/claims.md``) from the
+shipped ``cpu`` results; ``--check`` exits 1 when either differs from a regeneration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import pipeline
+from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables
+
+README = pipeline.ROOT / "README.md"
+BOOK_PAGE = pipeline.ROOT / "book" / "claims.md"
+
+
+def generated() -> dict:
+    """The README and the book page as regenerated from the shipped ``cpu`` results."""
+    df = evaluate(tables(pipeline.DEFAULT_PROFILE))
+    return {
+        README: readme_block(README.read_text(), scoreboard(df, pipeline.DEFAULT_PROFILE)),
+        BOOK_PAGE: page(df, pipeline.DEFAULT_PROFILE),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m earlyexit.claims", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=pipeline.DEFAULT_PROFILE, help="the results to measure (default cpu)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--write", action="store_true", help=f"regenerate the README block {README_MARKERS[0]} and book/claims.md"
+    )
+    group.add_argument("--check", action="store_true", help="exit 1 if the README block or book/claims.md is stale")
+    args = parser.parse_args(argv)
+    pipeline.check_profile(args.profile)
+    if args.write or args.check:
+        stale = [path for path, text in generated().items() if not path.exists() or path.read_text() != text]
+        if args.check:
+            print("\n".join(f"stale: {p.relative_to(pipeline.ROOT)}" for p in stale) or "current")
+            return 1 if stale else 0
+        for path, text in generated().items():
+            path.write_text(text)
+        return 0
+    print(scoreboard(evaluate(tables(args.profile)), args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,94 @@
+"""The claims registry: well formed, measured on every shipped table, verdicts that follow the data, and the
+README's scoreboard and the book's page generated from it."""
+
+import ast
+import shutil
+
+import nbformat
+import pandas as pd
+import pytest
+
+from earlyexit import claims, pipeline
+from earlyexit.claims import registry
+from earlyexit.claims.registry import NOT_SUPPORTED, PARTLY, SUPPORTED, UNTESTABLE
+
+
+def test_every_claim_is_well_formed_and_has_a_unique_id():
+    ids = [c.id for c in claims.CLAIMS]
+    assert len(ids) == len(set(ids))
+    for c in claims.CLAIMS:
+        assert c.paper in ("A", "B") and c.id.startswith(f"{c.paper}-")
+        assert c.text and c.paper_value and c.rule and c.where
+        assert (pipeline.ROOT / "figures" / f"{c.table}.csv").exists(), c.table
+
+
+def test_every_claim_is_shown_by_the_notebook_of_its_table():
+    shown = set()
+    for path in (pipeline.ROOT / "notebooks").glob("[0-9]*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for node in ast.walk(ast.parse(cell.source)) if cell.cell_type == "code" else ():
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "report":
+                    tables = ast.literal_eval(node.args[0])
+                    assert {claims.notebooks()[t] for t in tables} == {path.name}, path.name
+                    shown |= set(tables)
+    assert {c.notebook_table for c in claims.CLAIMS} <= shown
+
+
+@pytest.fixture(scope="module")
+def shipped() -> pd.DataFrame:
+    return claims.evaluate(claims.tables("cpu"))
+
+
+def test_every_shipped_claim_is_measured(shipped):
+    """No claim of the shipped profile misses its table or fails to compute (UNTESTABLE only by its rule)."""
+    assert set(shipped.verdict) <= set(registry.VERDICTS)
+    broken = shipped[shipped.ours.isin(["no result table", "not measurable"])]
+    assert broken.empty, broken[["id", "diagnosis"]].to_string()
+    failing = shipped[shipped.verdict.isin([NOT_SUPPORTED, PARTLY])]
+    assert (failing.diagnosis.str.len() > 0).mean() > 0.5  # most failures come with a measured reason
+
+
+def test_the_readme_scoreboard_and_the_book_page_are_generated():
+    """Run `python -m earlyexit.claims --write` after regenerating figures."""
+    from earlyexit.claims.__main__ import generated
+
+    for path, text in generated().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python -m earlyexit.claims --write"
+
+
+@pytest.mark.parametrize(
+    ("hits", "total", "verdict"),
+    [(3, 3, SUPPORTED), (1, 3, PARTLY), (0, 3, NOT_SUPPORTED), (0, 0, UNTESTABLE)],
+)
+def test_share_rule(hits, total, verdict):
+    assert registry.by_share(hits, total) == verdict
+
+
+def _copy(tmp_path, edit) -> claims.Tables:
+    shutil.copytree(
+        pipeline.ROOT / "figures", tmp_path, ignore=shutil.ignore_patterns("*.png", "*.md"), dirs_exist_ok=True
+    )
+    edit(tmp_path)
+    return claims.tables("cpu", tmp_path)
+
+
+def _verdict(source: claims.Tables, claim_id: str) -> str:
+    df = claims.evaluate(source)
+    return df.set_index("id").loc[claim_id, "verdict"]
+
+
+@pytest.mark.parametrize(("gain", "verdict"), [(3.0, SUPPORTED), (-3.0, NOT_SUPPORTED)])
+def test_a_verdict_follows_the_measured_numbers(tmp_path, gain, verdict):
+    def edit(folder):
+        path = folder / "B-table2-optimal-static.csv"
+        df = pd.read_csv(path)
+        df["ours"] = gain
+        df.to_csv(path, index=False)
+
+    assert _verdict(_copy(tmp_path, edit), "B-table2-beats-optimal-static") == verdict
+
+
+def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
+    source = _copy(tmp_path, lambda folder: (folder / "A-fig9-three-exits.csv").unlink())
+    row = claims.evaluate(source).set_index("id").loc["A-fig9-three-exits"]
+    assert row.verdict == UNTESTABLE and "A-fig9-three-exits was not made" in row.diagnosis
