@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Output names of figures and tables, as ``earlyexit.core.plotting`` enforces them.
 OUTPUT = re.compile(r"""["']([AB]-(?:fig|table|sec)\d+[a-z]?-[a-z0-9-]+)["']""")
 PARTS = {"A": "Paper A: early exit prediction", "B": "Paper B: elastic inference (EINet)"}
+#: The reference pages of the book, Markdown in book/ (moved from the README's long sections).
+REFERENCE = ("profiles", "ledger", "throughput", "durations", "library")
 
 
 def notebook_title(path: Path) -> str:
@@ -119,6 +121,9 @@ def toc(groups: dict[str, list[Path]]) -> str:
         "  chapters:",
         "  - file: architecture",
         "  - file: claims",
+        '- caption: "Reference"',
+        "  chapters:",
+        *(f"  - file: {page}" for page in REFERENCE),
     ]
     for key in ("A", "B", "stages"):
         if groups.get(key):
@@ -145,8 +150,8 @@ def stage(src: Path) -> Path:
     shutil.copytree(ROOT / "figures", src / "figures", ignore=shutil.ignore_patterns("*.csv"))
     shutil.copytree(mathjax_static(), src / "extra" / "mathjax")
     shutil.copy2(ROOT / "book" / "_config.yml", src / "_config.yml")
-    for page in ("architecture.md", "claims.md"):
-        shutil.copy2(ROOT / "book" / page, src / page)
+    for page in ("architecture", "claims", *REFERENCE):
+        shutil.copy2(ROOT / "book" / f"{page}.md", src / f"{page}.md")
     (src / "_toc.yml").write_text(toc(groups))
     (src / "index.md").write_text(landing(groups, src / "figures"))
     return src
