@@ -1,5 +1,6 @@
 # Set-up and jobs of earlyexit. `make figures` (main job) and `make test` create everything they need.
-PYTHON ?= python3.11
+# the first of python3.11, python3.12, python3.13 on PATH (the shipped results were made on 3.11), or PYTHON=...
+PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)))
 VENV ?= .venv
 PROFILE ?= cpu
 DATA_DIR ?= $(HOME)/.cache/earlyexit/data
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 BOOK_VENV ?= .venv-book
 BOOK_HTML := build/book/_build/html
 
-.PHONY: figures pipeline test lint smoke nbval unit data benchmark lab book book-check clean
+.PHONY: figures pipeline test lint smoke nbval unit data benchmark lab book book-check clean lock
 
 ## main job: regenerate every figure and table from the committed artifacts (no training)
 figures: $(VENV)/.installed data
@@ -47,6 +48,11 @@ nbval: $(VENV)/.installed data
 	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks | sed 's|notebooks/|$(NBVAL_DIR)/notebooks/|g')
 
+## refresh requirements/lock.txt from pyproject.toml (uv, in a throw-away environment): one universal lock for 3.11-3.13
+lock:
+	$(PYTHON) -m venv build/lock-venv && build/lock-venv/bin/pip install -qq uv
+	build/lock-venv/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -q -o requirements/lock.txt
+
 ## search-engine timings (Paper B Table I) and training throughput of every model, with cpu-job wall times
 benchmark: $(VENV)/.installed data
 	$(BIN)/python benchmarks/bench_search.py
@@ -71,10 +77,17 @@ $(BOOK_VENV)/.installed: book/requirements.txt
 lab: $(VENV)/.installed data
 	$(BIN)/jupyter lab notebooks/
 
-$(VENV)/.installed: pyproject.toml
+## the environment: exact versions from requirements/lock.txt (Python 3.11-3.13, every platform), then the project
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
+	@test -n "$(PYTHON)" || { echo "earlyexit needs Python 3.11, 3.12 or 3.13: none of python3.11, python3.12," \
+		"python3.13 is on PATH; install one, or pass PYTHON=/path/to/python"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' || { echo "$(PYTHON) is" \
+		"Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); earlyexit needs 3.11, 3.12 or 3.13:" \
+		"pass PYTHON=/path/to/python3.1x"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
-	$(BIN)/pip install -qq -e '.[test]'
+	$(BIN)/pip install -qq -r requirements/lock.txt
+	$(BIN)/pip install -qq --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (earlyexit)"
 	touch $@
 
