@@ -1,7 +1,6 @@
 # Set-up and jobs of earlyexit. `make figures` (main job) and `make test` create everything they need.
-# python3.11 on PATH, or PYTHON=... (3.12 and 3.13 install from the same lock, but their ast.unparse quotes
-# f-strings otherwise, so the code fingerprints differ and every shipped artifact would read stale: issue 38)
-PYTHON ?= $(firstword $(foreach v,3.11,$(shell command -v python$(v) 2>/dev/null)))
+# the first of python3.11, python3.12, python3.13 on PATH (the shipped results were made on 3.11), or PYTHON=...
+PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)))
 VENV ?= .venv
 PROFILE ?= cpu
 DATA_DIR ?= $(HOME)/.cache/earlyexit/data
@@ -80,11 +79,11 @@ lab: $(VENV)/.installed data
 
 ## the environment: exact versions from requirements/lock.txt (universal: 3.11-3.13, every platform), then the project
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
-	@test -n "$(PYTHON)" || { echo "earlyexit needs Python 3.11: python3.11 is not on PATH; install it," \
-		"or pass PYTHON=/path/to/python3.11"; exit 1; }
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "$(PYTHON) is Python" \
-		"$$($(PYTHON) -c 'import platform; print(platform.python_version())'); earlyexit needs 3.11 for now (on 3.12+" \
-		"the shipped artifacts read stale): pass PYTHON=/path/to/python3.11"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "earlyexit needs Python 3.11, 3.12 or 3.13: none of python3.11, python3.12," \
+		"python3.13 is on PATH; install one, or pass PYTHON=/path/to/python"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' || { echo "$(PYTHON) is" \
+		"Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); earlyexit needs 3.11, 3.12 or 3.13:" \
+		"pass PYTHON=/path/to/python3.1x"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
 	$(BIN)/pip install -qq -r requirements/lock.txt

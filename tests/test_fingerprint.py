@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -142,6 +143,10 @@ PACKAGE = {
 
             bump()
             return [k for k in data if k in items] + found + [COUNTER] + list(map(lambda q: q + 1, items))
+
+
+        def label(row, width):
+            return f"{row['name']!r:>{width}} = {row['n']:.3f}"
         """,
 }
 
@@ -151,6 +156,7 @@ ROOTS = {  # name -> (roots, opaque), each "module:qualname"
     "run": (["scratchpkg.a:run"], []),
     "run, dispatch opaque": (["scratchpkg.a:run", "scratchpkg.b:double"], ["scratchpkg.b:dispatch"]),
     "module c": (["scratchpkg.sub.c"], []),
+    "label": (["scratchpkg.misc:label"], []),
 }
 
 SCRIPT = """
@@ -177,6 +183,8 @@ for name, (roots, opaque) in json.loads(sys.argv[2]).items():
 print(json.dumps(results))
 """
 
+FSTRING = """f"{row['name']!r:>{width}} = {row['n']:.3f}\""""
+FSTRING_QUOTED = """f'{row["name"]!r:>{width}} = {row["n"]:.3f}'"""
 MOVE_HELPER = [
     ("edit", "scratchpkg/b.py", "def helper(x):\n    return x * 2\n", ""),
     ("edit", "scratchpkg/sub/c.py", "OFFSET = 10\n", "OFFSET = 10\n\n\ndef helper(x):\n    return x * 2\n"),
@@ -380,6 +388,10 @@ CASES = [  # id, edits (op, path, ...), root set, fingerprint stays the same
     ),
     ("module root: docstring", [("edit", "scratchpkg/sub/c.py", "Deep code.", "Deeper code.")], "module c", True),
     ("module root: function changed", [("edit", "scratchpkg/sub/c.py", "t * 1.5", "t * 2.5")], "module c", False),
+    ("f-string: other quotes", [("edit", "scratchpkg/misc.py", FSTRING, FSTRING_QUOTED)], "label", True),
+    ("f-string: format spec", [("edit", "scratchpkg/misc.py", ":.3f}", ":.4f}")], "label", False),
+    ("f-string: conversion", [("edit", "scratchpkg/misc.py", "!r:", "!s:")], "label", False),
+    ("f-string: text", [("edit", "scratchpkg/misc.py", "} = {", "} : {")], "label", False),
 ]
 
 
@@ -414,11 +426,11 @@ def _apply(root: Path, edits: list[tuple[str, ...]]) -> None:
             (root / path).write_text(text.replace(old, new))
 
 
-def _fingerprints(root: Path, names: list[str]) -> dict[str, dict]:
+def _fingerprints(root: Path, names: list[str], python: str = sys.executable) -> dict[str, dict]:
     request = json.dumps({name: ROOTS[name] for name in names})
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(MODULE_PATH), request],
+        [python, "-c", SCRIPT, str(MODULE_PATH), request],
         cwd=root,
         env=env,
         capture_output=True,
@@ -481,6 +493,23 @@ def test_explain_difference_names_the_changed_entry(tmp_path: Path, baseline: di
         "changed b",
         "added c",
     ]
+
+
+def test_every_python_writes_the_same_closure(tmp_path: Path, baseline: dict[str, dict]) -> None:
+    """f-strings are quoted otherwise by ``ast.unparse`` from Python 3.12 on; the fingerprint must not see it."""
+    others = [
+        p for v in ("3.11", "3.12", "3.13") if (p := shutil.which(f"python{v}")) and _version(p) != sys.version_info[:2]
+    ]
+    if not others:
+        pytest.skip("no other Python 3.11-3.13 on this machine")
+    _write(tmp_path)
+    for python in others:
+        assert _fingerprints(tmp_path, list(ROOTS), python) == baseline, python
+
+
+def _version(python: str) -> tuple[int, int]:
+    done = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True)
+    return tuple(map(int, done.stdout.split())) if done.returncode == 0 else (0, 0)
 
 
 def test_fingerprint_is_a_versioned_hash_of_the_sorted_sources(baseline: dict[str, dict]) -> None:

@@ -533,8 +533,11 @@ def _artifact_reason(directory: Path, params: dict, dataset: str) -> str | None:
 
 def _kernel_manager(log: Path):
     """A kernel manager whose kernels talk over local IPC sockets in a temporary folder (nothing on the
-    network, no "running over TCP without encryption" warning) and write their own stderr to ``log``."""
+    network, no "running over TCP without encryption" warning) and write their own stderr to ``log``; the
+    folder is removed with the manager."""
+    import shutil
     import tempfile
+    import weakref
 
     from jupyter_client.manager import AsyncKernelManager
 
@@ -542,6 +545,7 @@ def _kernel_manager(log: Path):
         def __init__(self, **kwargs):
             folder = tempfile.mkdtemp(prefix="earlyexit-kernel-")
             super().__init__(transport="ipc", ip=str(Path(folder) / "ipc"), **kwargs)
+            weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
 
         async def start_kernel(self, **kw):
             with open(log, "wb") as stderr:

@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-FORMAT = "earlyexit-fingerprint/1"
+FORMAT = "earlyexit-fingerprint/2"  # 2: f-strings written as calls, the same on every Python
 
 _T = TypeVar("_T")
 _Site = tuple[types.ModuleType, tuple[int, ...], str]  # defining module, its binding statements, bound name
@@ -335,7 +335,7 @@ class _Normaliser(ast.NodeTransformer):
         self.refs: list[_Node] = []
 
     def source(self, statement: ast.stmt, lines: Sequence[str]) -> str:
-        return ast.unparse(self.visit(_fresh(statement, lines)) or ast.Pass())
+        return ast.unparse(_FStrings().visit(self.visit(_fresh(statement, lines)) or ast.Pass()))
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         return _without_strings(super().generic_visit(node))
@@ -706,6 +706,27 @@ def _flat(statements: list[ast.stmt]) -> Iterator[ast.stmt]:
             yield from _flat(getattr(statement, name, []))
         for handler in getattr(statement, "handlers", []):
             yield from _flat(handler.body)
+
+
+class _FStrings(ast.NodeTransformer):
+    """Writes each f-string as calls, ``f"a{x!r:>{w}}"`` as ``__fstring__('a', __format__(x, 114,
+    __fstring__(__format__(w, -1, None))))``: ``ast.unparse`` quotes f-strings differently from Python 3.12 on
+    (PEP 701 lets an f-string reuse its quotes inside), and the same code must have one fingerprint on every Python."""
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
+        parts: list[ast.expr] = []  # adjacent text merged, empty text dropped: Pythons split it differently
+        for value in node.values:
+            if isinstance(value, ast.Constant) and parts and isinstance(parts[-1], ast.Constant):
+                parts[-1] = ast.Constant(parts[-1].value + value.value)
+            elif not (isinstance(value, ast.Constant) and value.value == ""):
+                parts.append(self.visit(value))
+        return ast.Call(ast.Name("__fstring__", ast.Load()), parts, [])
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
+        spec = self.visit(node.format_spec) if node.format_spec is not None else ast.Constant(None)
+        return ast.Call(
+            ast.Name("__format__", ast.Load()), [self.visit(node.value), ast.Constant(node.conversion), spec], []
+        )
 
 
 def _without_strings(node: ast.AST) -> ast.AST:

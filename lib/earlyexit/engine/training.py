@@ -29,13 +29,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core import data, files, hardware
@@ -43,7 +44,7 @@ from ..core.fingerprint import bookkeeping, fingerprint
 from ..nets.et_profile import measure_et_profile
 from ..nets.models import BUILDERS, PAPER_B, ZOO, build_model
 from ..nets.multiexit import MultiExitNet
-from . import artifacts, provenance
+from . import artifacts, provenance, sgd
 from .stage import Stage
 
 
@@ -166,6 +167,35 @@ def augmented(x: Tensor, dataset: str, generator: torch.Generator) -> Tensor:
     return data.augment(x, generator) if AUGMENTED[dataset] else x
 
 
+def image_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    images: Tensor,
+    dataset: str,
+    rows: Tensor,
+    cfg: TrainConfig,
+    epoch: int,
+    loss: Callable[[Tensor, Tensor], Tensor],
+    bar: tqdm | None = None,
+) -> float:
+    """One seeded epoch of SGD (:func:`.sgd.epoch`) on the raw uint8 ``images[rows]`` of ``dataset``, with
+    ``cfg``'s learning-rate schedule; returns the mean loss. Used for the multi-exit networks and Paper
+    A's Exit Predictor.
+
+    ``loss(x, batch)`` is the loss of the normalised, augmented images ``x`` of the rows ``batch``. The
+    epoch's shuffle, augmentation and dropout draw from ``cfg.seed`` and ``epoch`` alone, so a run resumed
+    at an epoch boundary reproduces an uninterrupted one.
+    """
+    gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
+    torch.manual_seed(_epoch_seed(cfg, epoch))
+    order = rows[torch.randperm(len(rows), generator=gen)]
+
+    def loss_of(batch: Tensor) -> Tensor:
+        return loss(data.normalize(augmented(images[batch], dataset, gen), dataset), batch)
+
+    return sgd.epoch(model, opt, order, cfg.batch_size, loss_of, lr=lambda t: learning_rate(cfg, epoch + t), bar=bar)
+
+
 def _train_epoch(
     model: MultiExitNet,
     opt: torch.optim.Optimizer,
@@ -177,30 +207,14 @@ def _train_epoch(
     precision: str,
     bar: tqdm,
 ) -> float:
-    """One epoch of SGD on the samples ``idx``; returns the mean training loss."""
-    gen = torch.Generator().manual_seed(_epoch_seed(cfg, epoch))
-    torch.manual_seed(_epoch_seed(cfg, epoch))
-    order = idx[torch.randperm(len(idx), generator=gen)]
-    steps = math.ceil(len(order) / cfg.batch_size)
-    model.train()
-    total = 0.0
-    for step in range(steps):
-        batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        x = data.normalize(augmented(ds.x_train[batch], ds.name, gen), ds.name).to(
-            dev, memory_format=torch.channels_last
-        )
-        y = ds.y_train[batch].to(dev)
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, epoch + step / steps)
+    """One epoch of Eq. (5) on the training samples ``idx`` (:func:`image_epoch`); returns the mean loss."""
+
+    def loss(x: Tensor, batch: Tensor) -> Tensor:
         with _autocast(dev, precision):
-            loss = multi_exit_loss(model(x), y, model.loss_weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.item()
-        bar.update(1)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-    return total / steps
+            logits = model(x.to(dev, memory_format=torch.channels_last))
+            return multi_exit_loss(logits, ds.y_train[batch].to(dev), model.loss_weights)
+
+    return image_epoch(model, opt, ds.x_train, ds.name, idx, cfg, epoch, loss, bar)
 
 
 class CheckpointError(ValueError):

@@ -192,26 +192,15 @@ def train_exit_predictor(
         seed=seed,
     )
     opt = torch.optim.SGD(ep.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    steps = -(-len(x_train) // batch_size)
+    rows = torch.arange(len(x_train))
     history = []
-    ep.train()
-    with tqdm(total=epochs * steps, disable=not progress, desc="Exit Predictor") as bar:
+    with tqdm(total=epochs * -(-len(x_train) // batch_size), disable=not progress, desc="Exit Predictor") as bar:
         for epoch in range(epochs):
-            gen = torch.Generator().manual_seed(training._epoch_seed(cfg, epoch))
-            torch.manual_seed(training._epoch_seed(cfg, epoch))
-            order = torch.randperm(len(x_train), generator=gen)
-            total = 0.0
-            for step in range(steps):
-                batch = order[step * batch_size : (step + 1) * batch_size]
-                for group in opt.param_groups:
-                    group["lr"] = training.learning_rate(cfg, epoch + step / steps)
-                loss = bce_loss(ep(data.normalize(data.augment(x_train[batch], gen), dataset)), labels[batch])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item()
-                bar.update(1)
-            history.append(total / steps)
+            history.append(
+                training.image_epoch(
+                    ep, opt, x_train, dataset, rows, cfg, epoch, lambda x, batch: bce_loss(ep(x), labels[batch]), bar
+                )
+            )
     return history
 
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..core import files, timing
 from ..core.fingerprint import fingerprint
-from ..engine import derived
+from ..engine import derived, sgd
 
 __all__ = [
     "LARGE_MIN_EXITS",
@@ -125,9 +125,12 @@ def train_predictor(
 ) -> tuple[CSPredictor, list[float]]:
     """Train a CS-Predictor on the Fig. 5 rows of ``conf_train`` with Eq. (3) (§IV-C3, §VI-A).
 
-    SGD (momentum 0.9), gradient-norm clipping at ``clip``, dropout; ``epochs=None`` picks
-    ``max(1, round(DEFAULT_ROWS / rows))``. Weights, shuffling and dropout
-    are seeded by ``seed`` without touching torch's global generator. Returns the model (eval mode,
+    SGD (:func:`earlyexit.engine.sgd.epoch`, momentum 0.9) at a constant learning rate, gradient-norm
+    clipping at ``clip``, dropout; ``epochs=None`` picks ``max(1, round(DEFAULT_ROWS / rows))``. Unlike
+    the image networks (:func:`earlyexit.engine.training.image_epoch`) there is no augmentation or schedule,
+    and one generator, seeded once by ``seed``, shuffles every epoch: weights, shuffling and dropout are
+    seeded without touching the caller's global generator (``fork_rng``), as a notebook trains a predictor
+    in the middle of its own seeded work. Returns the model (eval mode,
     ``prior`` set to the mean of ``conf_train``) and the mean loss of every epoch.
     """
     inputs, targets, masks = (torch.from_numpy(a) for a in predictor_dataset(conf_train))
@@ -139,24 +142,15 @@ def train_predictor(
         model.prior.copy_(torch.as_tensor(np.asarray(conf_train, dtype=np.float32).mean(0)))
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         gen = torch.Generator().manual_seed(seed)
-        steps = -(-len(inputs) // batch_size)
         history: list[float] = []
-        model.train()
-        with tqdm(total=epochs * steps, disable=not progress, desc="CS-Predictor") as bar:
+
+        def loss_of(rows: Tensor) -> Tensor:
+            return masked_mse(model(inputs[rows], masks[rows]), targets[rows], masks[rows])
+
+        with tqdm(total=epochs * -(-len(inputs) // batch_size), disable=not progress, desc="CS-Predictor") as bar:
             for _ in range(epochs):
                 order = torch.randperm(len(inputs), generator=gen)
-                total = 0.0
-                for step in range(steps):
-                    rows = order[step * batch_size : (step + 1) * batch_size]
-                    loss = masked_mse(model(inputs[rows], masks[rows]), targets[rows], masks[rows])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), clip)
-                    opt.step()
-                    total += loss.item()
-                    bar.update(1)
-                history.append(total / steps)
-                bar.set_postfix(loss=f"{history[-1]:.4f}")
+                history.append(sgd.epoch(model, opt, order, batch_size, loss_of, clip=clip, bar=bar))
     return model.eval(), history
 
 
