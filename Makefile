@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 BOOK_VENV ?= .venv-book
 BOOK_HTML := build/book/_build/html
 
-.PHONY: figures pipeline test lint smoke nbval unit data benchmark lab book book-check clean lock
+.PHONY: figures pipeline test setup lint smoke nbval unit data benchmark lab book book-check clean lock
 
 ## main job: regenerate every figure and table from the committed artifacts (no training)
 figures: $(VENV)/.installed data
@@ -25,8 +25,17 @@ figures: $(VENV)/.installed data
 pipeline: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile $(PROFILE)
 
-## tests: lint and format, unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks, the book
-test: lint unit smoke nbval book-check
+## tests: lint and format, unit tests, the smoke pipeline on real data slices, nbval over the figure notebooks, the
+## book; one line per phase with its duration
+TEST_PHASES := setup lint unit smoke nbval book-check
+test:
+	@start=$$(date +%s); for phase in $(TEST_PHASES); do begin=$$(date +%s); \
+		$(MAKE) --no-print-directory $$phase || exit 1; \
+		echo "make test: $$phase took $$(( $$(date +%s) - begin )) s"; done; \
+	echo "make test: all phases took $$(( $$(date +%s) - start )) s"
+
+## the environment and the data
+setup: $(VENV)/.installed data
 
 ## ruff (configured in pyproject.toml): lint and format check of the library, tests, benchmarks and book builder
 lint: $(VENV)/.installed
@@ -34,7 +43,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check lib tests benchmarks book
 
 unit: $(VENV)/.installed data
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 smoke: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile smoke --force

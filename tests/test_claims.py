@@ -2,6 +2,7 @@
 README's scoreboard and the book's page generated from it."""
 
 import ast
+import re
 import shutil
 
 import nbformat
@@ -48,7 +49,7 @@ def test_every_shipped_claim_is_measured(shipped):
     assert (failing.diagnosis.str.len() > 0).mean() > 0.5  # most failures come with a measured reason
 
 
-def test_the_readme_scoreboard_and_the_book_page_are_generated():
+def test_the_readme_scoreboard_and_the_book_pages_are_generated():
     """Run `python -m earlyexit.claims --write` after regenerating figures."""
     from earlyexit.claims.__main__ import generated
 
@@ -92,3 +93,28 @@ def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
     source = _copy(tmp_path, lambda folder: (folder / "A-fig9-three-exits.csv").unlink())
     row = claims.evaluate(source).set_index("id").loc["A-fig9-three-exits"]
     assert row.verdict == UNTESTABLE and "A-fig9-three-exits was not made" in row.diagnosis
+
+
+PAPERS = pipeline.ROOT.parent / "shared" / "papers"
+NUMBER = re.compile(r"(?<![\w.§])\d+(?:\.\d+)?\s?%|(?<![\w.§])\d+\.\d+(?![\w.])")
+
+
+def _closing_cells(path) -> list[str]:
+    """The closing prose of a figure notebook: its "Reading ..." cell and every markdown cell after it."""
+    cells = nbformat.read(path, as_version=4).cells
+    start = next(
+        (i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("**Reading")), None
+    )
+    return [] if start is None else [c.source for c in cells[start:] if c.cell_type == "markdown"]
+
+
+@pytest.mark.parametrize("path", sorted((pipeline.ROOT / "notebooks").glob("[1-9]*.ipynb")), ids=lambda p: p.stem)
+def test_closing_prose_types_no_result_number(path):
+    """Our numbers reach a reader through the claims table, computed from the results; the prose around it
+    explains mechanisms, and quotes only the paper's own numbers (those of the registry's claims)."""
+    texts = [f"{claim.text} {claim.paper_value}" for claim in claims.CLAIMS]
+    texts += [p.read_text() for p in PAPERS.glob("paper-*.md")]  # hyper-parameters, thresholds as printed
+    paper = {n.replace(" ", "") for text in texts for n in NUMBER.findall(text)}
+    paper |= {n.replace(" ", "").rstrip("%") for n in paper}
+    typed = [n for text in _closing_cells(path) for n in NUMBER.findall(text) if n.replace(" ", "") not in paper]
+    assert not typed, f"{path.name}: closing prose types numbers {typed[:8]}; let the claims table carry them"

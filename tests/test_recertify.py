@@ -27,13 +27,20 @@ PARAMS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def short_replays(monkeypatch):
+    """Replays of a few images: what is compared stays the same, CI spends seconds instead of minutes."""
+    monkeypatch.setattr(recertify, "REPLAY_TRAIN_PER_CLASS", {"cifar10": 4, "cifar100": 1, "mnist": 4})
+    monkeypatch.setattr(recertify, "REPLAY_TEST_IMAGES", 20)
+
+
 @pytest.fixture
 def committed(tmp_path):
     """An artifact whose manifest says it was made by the code of HEAD, and a copy of that code."""
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
-    lib = recertify._checkout(head, tmp_path / "code")
+    lib = recertify.checkout(head, tmp_path / "code")
     directory = tmp_path / "artifact"
     manifest = artifacts.write(
         directory, {"test_correct": np.ones((2, 3), bool)}, params=PARAMS, data_sha256="abc", wall_time_s=1.0
@@ -56,13 +63,34 @@ def _edited(lib, tmp_path, old: str, new: str, module: str = "engine/training.py
 def test_an_edit_that_computes_the_same_is_recertified(committed, tmp_path):
     directory, lib = committed
     before = artifacts.read_manifest(directory)
-    new_lib = _edited(lib, tmp_path, "        total += loss.item()", "        total = total + loss.item()")
+    new_lib = _edited(
+        lib,
+        tmp_path,
+        "steps = math.ceil(len(order) / batch_size)",
+        "steps = -(-len(order) // batch_size)",
+        "engine/sgd.py",
+    )
     manifest = recertify.recertify(directory, new_lib)
     assert manifest["code_sha256"] != before["code_sha256"]
     record = manifest["recertified"][-1]
     assert record["from_code_sha256"] == before["code_sha256"] and record["to_code_sha256"] == manifest["code_sha256"]
     assert "identical" in record["compared"]
     assert json.loads((directory / "manifest.json").read_text()) == manifest
+
+
+def test_a_new_normal_form_is_recertified_without_a_replay(committed, tmp_path, monkeypatch):
+    directory, lib = committed
+    new_lib = _edited(
+        lib,
+        tmp_path,
+        'FORMAT = "earlyexit-fingerprint/',
+        'FORMAT = "earlyexit-fingerprint/next-',
+        "core/fingerprint.py",
+    )
+    monkeypatch.setattr(recertify, "_replayed", None)  # a replay would fail
+    manifest = recertify.recertify(directory, new_lib)
+    assert "only the normal form changed" in manifest["recertified"][-1]["compared"]
+    assert manifest["code_sha256"] == recertify._code_of(new_lib, PARAMS)["fingerprint"]
 
 
 def test_an_edit_that_changes_the_computation_is_refused(committed, tmp_path):
@@ -127,7 +155,7 @@ def _stage_artifact(tmp_path, stage: str):
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=artifacts.REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
-    lib = recertify._checkout(head, tmp_path / "code")
+    lib = recertify.checkout(head, tmp_path / "code")
     directory = tmp_path / f"artifact-{stage}"
     manifest = artifacts.write(
         directory,

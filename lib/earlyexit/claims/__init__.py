@@ -129,8 +129,12 @@ def page(df: pd.DataFrame, profile: str) -> str:
 
 def readme_block(text: str, block: str) -> str:
     """``text`` (the README) with the part between :data:`README_MARKERS` replaced by ``block``."""
-    begin, end = README_MARKERS
+    return with_block(text, *README_MARKERS, block)
+
+
+def with_block(text: str, begin: str, end: str, block: str) -> str:
+    """``text`` with the part between the lines ``begin`` and ``end`` replaced by ``block``."""
     if begin not in text or end not in text:
-        raise ValueError(f"the README needs the markers {begin!r} and {end!r} around its scoreboard")
+        raise ValueError(f"the page needs the markers {begin!r} and {end!r} around its generated part")
     head, rest = text.split(begin, 1)
     return f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"

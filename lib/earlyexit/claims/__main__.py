@@ -1,7 +1,9 @@
 """``python -m earlyexit.claims --profile cpu``: the scoreboard of the papers' claims on a profile's results.
 
-``--write`` regenerates the README's scoreboard and the book's page of claims (``book/claims.md``) from the
-shipped ``cpu`` results; ``--check`` exits 1 when either differs from a regeneration.
+``--write`` regenerates every result a reader sees outside the notebooks from the shipped ``cpu`` results:
+the README's scoreboard, the book's page of claims (``book/claims.md``) and the tables of the book's
+compute ledger (from the manifests) and figure durations (from papermill's record of the last run);
+``--check`` exits 1 when any of them differs from a regeneration.
 """
 
 from __future__ import annotations
@@ -10,18 +12,26 @@ import argparse
 import sys
 
 from .. import pipeline
-from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables
+from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables, with_block
 
 README = pipeline.ROOT / "README.md"
-BOOK_PAGE = pipeline.ROOT / "book" / "claims.md"
+BOOK = pipeline.ROOT / "book"
+BOOK_PAGE = BOOK / "claims.md"
+#: Book pages with a generated table: page -> the function writing it for a profile.
+TABLES = {BOOK / "ledger.md": pipeline.ledger_table, BOOK / "durations.md": pipeline.durations_table}
+TABLE_MARKERS = ("<!-- generated (python -m earlyexit.claims --write) -->", "<!-- generated:end -->")
 
 
 def generated() -> dict:
-    """The README and the book page as regenerated from the shipped ``cpu`` results."""
+    """The README and the book pages as regenerated from the shipped ``cpu`` results."""
     df = evaluate(tables(pipeline.DEFAULT_PROFILE))
     return {
         README: readme_block(README.read_text(), scoreboard(df, pipeline.DEFAULT_PROFILE)),
         BOOK_PAGE: page(df, pipeline.DEFAULT_PROFILE),
+        **{
+            path: with_block(path.read_text(), *TABLE_MARKERS, table(pipeline.DEFAULT_PROFILE))
+            for path, table in TABLES.items()
+        },
     }
 
 
@@ -30,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=pipeline.DEFAULT_PROFILE, help="the results to measure (default cpu)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--write", action="store_true", help=f"regenerate the README block {README_MARKERS[0]} and book/claims.md"
+        "--write",
+        action="store_true",
+        help=f"regenerate the README block {README_MARKERS[0]}, book/claims.md and the book's generated tables",
     )
-    group.add_argument("--check", action="store_true", help="exit 1 if the README block or book/claims.md is stale")
+    group.add_argument(
+        "--check", action="store_true", help="exit 1 if the README block, book/claims.md or a generated table is stale"
+    )
     args = parser.parse_args(argv)
     pipeline.check_profile(args.profile)
     if args.write or args.check:

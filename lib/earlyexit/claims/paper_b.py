@@ -69,11 +69,15 @@ def _range(values: pd.Series) -> str:
 
 def _table1(t: Tables) -> Result:
     df = t["B-table1-search-time"]
-    avg = df[df.statistic == "avg"].set_index(["task", "implementation"]).ours
-    ratios = {task: avg[task, "Python"] / avg[task, "C (ctypes)"] for task in ("expectation", "hybrid m=5")}
-    hits = sum(r >= 50 for r in ratios.values())
-    ours = listing(f"{task} {r:.0f}x" for task, r in ratios.items())
-    return Result(ours, by_share(hits, len(ratios)), "" if hits == len(ratios) else why.timing())
+    avg = df[df.statistic == "avg"].set_index(["task", "implementation"])
+    tasks = ("expectation", "hybrid m=5")
+    ratio = {
+        column: {task: avg[column][task, "Python"] / avg[column][task, "C (ctypes)"] for task in tasks}
+        for column in ("paper", "ours")
+    }
+    hits = sum(ratio["ours"][task] >= ratio["paper"][task] / 2 for task in tasks)
+    ours = listing(f"{task} {ratio['ours'][task]:.0f}x (paper {ratio['paper'][task]:.0f}x)" for task in tasks)
+    return Result(ours, by_share(hits, len(tasks)), "" if hits == len(tasks) else why.timing())
 
 
 # -------------------------------------------------------------------------------------------- Fig. 8, Table II
@@ -361,7 +365,8 @@ LEVEL = "differences within the run-to-run spread count as level"
 CLAIMS = [
     _claim("table1-c-speedup", "§VI-A, Table I", "B-table1-search-time",
            "The search engine in C is nearly 100 times faster than in Python.", "0.0594 -> 0.0003 ms; 4.66 -> 0.128 ms",
-           "By share of the two algorithms (expectation, hybrid m = 5) at least 50x faster in C.", _table1),
+           "By share of the two algorithms (expectation, hybrid m = 5) whose C speed-up is at least half the paper's "
+           "own for that algorithm (its Table I: 198x and 36x).", _table1),
     _claim("fig8-beats-static", "§VI-B1, Fig. 8", "B-fig8-static-plans",
            "EINet beats the 25 %, 50 % and 100 % static plans on every model and dataset.", "+0.13 to +16.5 %",
            f"By share of the (network, plan) pairs where EINet is ahead ({LEVEL}).", _fig8_static),

@@ -5,7 +5,9 @@
 An artifact records the fingerprint of the code that computed it (:mod:`.provenance`): docstrings,
 comments, formatting, renamed locals and moved functions leave it current, but any change of what its
 stage computes makes it stale. Some such changes still compute the same numbers (a loop restructured,
-a helper inlined), and retraining to find that out costs CPU-hours. Recertification replays a short
+a helper inlined), and retraining to find that out costs CPU-hours. When only the normal form changed
+(a new version of :mod:`earlyexit.core.fingerprint`), the old code fingerprinted by the new module has
+the new fingerprint, and that is the whole proof. Otherwise recertification replays a short
 piece of the artifact's own training and prediction with both code versions -- the old one taken from
 git, at a commit whose code has the manifest's fingerprint -- in separate processes on this machine,
 in the precision the artifact was trained in, and compares the trained weights, the losses and the
@@ -34,6 +36,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,16 +129,16 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
 
 
-def _probe(lib: Path, spec: dict) -> str:
-    """Run the probe with the package found in ``lib``; returns its stdout."""
+def probe(lib: Path, spec: dict, code: str = _PROBE) -> str:
+    """Run the probe ``code`` (by default the artifact replay) with the package found in ``lib``; returns its stdout."""
     env = {**os.environ, "PYTHONPATH": str(lib), "PYTHONHASHSEED": "0"}
-    run = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(spec)], env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True)
     if run.returncode:
         raise RecertifyError(f"the replay failed with the code in {lib}:\n{run.stderr[-2000:]}")
     return run.stdout.strip()
 
 
-def _checkout(commit: str, target: Path) -> Path:
+def checkout(commit: str, target: Path) -> Path:
     """The package ``lib/earlyexit`` at ``commit``, extracted under ``target``; returns its ``lib``."""
     archive = subprocess.run(
         ["git", "archive", commit, "lib/earlyexit"], cwd=REPO, capture_output=True, check=True
@@ -158,7 +161,7 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
     except subprocess.CalledProcessError as err:
         raise RecertifyError(f"the artifact's commit {first!r} is not in this repository's history") from err
     for commit in [first, *later]:
-        lib = _checkout(commit, work / commit)
+        lib = checkout(commit, work / commit)
         if _code_of(lib, manifest["params"])["fingerprint"] == manifest["code_sha256"]:
             return commit, lib
     raise RecertifyError(
@@ -169,7 +172,7 @@ def find_code(manifest: dict, work: Path) -> tuple[str, Path]:
 
 def _code_of(lib: Path, params: dict) -> dict:
     """The fingerprint and per-entry digests of the code in ``lib`` that computes an artifact with ``params``."""
-    return json.loads(_probe(lib, {"hash_only": True, "params": params}))
+    return json.loads(probe(lib, {"hash_only": True, "params": params}))
 
 
 #: The recipes a stage artifact records, by stage (each one replayed in turn after the training replay).
@@ -232,6 +235,43 @@ def _identical(a: dict, b: dict) -> list[str]:
     return sorted(differ)
 
 
+def renormalised(old_lib: Path, new_lib: Path, work: Path) -> Path:
+    """A copy of ``old_lib`` with the fingerprint module of ``new_lib``: the old code in the new normal form."""
+    hybrid = work / "renormalised" / "lib"
+    shutil.copytree(old_lib, hybrid)
+    shutil.copy2(new_lib / "earlyexit" / "core" / "fingerprint.py", hybrid / "earlyexit" / "core" / "fingerprint.py")
+    return hybrid
+
+
+def _replayed(manifest: dict, old_commit: str, old_lib: Path, new_lib: Path, work: Path, precision: str | None) -> dict:
+    """Replay the artifact's computation with both codes; what was replayed and compared (raises if they differ)."""
+    results = {}
+    for label, lib in (("old", old_lib), ("new", new_lib)):
+        out = work / f"replay-{label}"
+        out.mkdir()
+        probe(lib, _replay_spec(manifest, out, precision))
+        results[label] = torch.load(out / "result.pt", weights_only=True)
+    differ = _identical(results["old"], results["new"])
+    if differ:
+        raise RecertifyError(
+            f"the new code computes something else than the code of {old_commit[:12]} "
+            f"({len(differ)} difference(s), first: {differ[:3]}); retrain the artifact"
+        )
+    spec = _replay_spec(manifest, Path("."), precision)
+    shown = {
+        "replay": {
+            k: spec[k] for k in ("config", "precision", "threads", "test_images", "stage", "stage_configs") if k in spec
+        },
+        "compared": "trained weights, losses and test probabilities"
+        + (f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
+        + ", bit for bit: identical",
+        "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
+    }
+    if spec["precision"] != _precision(manifest):
+        shown["note"] = f"replayed in {spec['precision']}, not in the artifact's {_precision(manifest)}"
+    return shown
+
+
 def recertify(
     directory: str | os.PathLike, new_lib: Path = artifacts.REPO / "lib", precision: str | None = None
 ) -> dict:
@@ -250,36 +290,22 @@ def recertify(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         old_commit, old_lib = find_code(manifest, work)
-        results = {}
-        for label, lib in (("old", old_lib), ("new", new_lib)):
-            out = work / f"replay-{label}"
-            out.mkdir()
-            _probe(lib, _replay_spec(manifest, out, precision))
-            results[label] = torch.load(out / "result.pt", weights_only=True)
-    differ = _identical(results["old"], results["new"])
-    if differ:
-        raise RecertifyError(
-            f"the new code computes something else than the code of {old_commit[:12]} "
-            f"({len(differ)} difference(s), first: {differ[:3]}); retrain the artifact"
-        )
-    spec = _replay_spec(manifest, Path("."), precision)
+        if _code_of(renormalised(old_lib, new_lib, work), manifest["params"])["fingerprint"] == new_code:
+            shown = {
+                "compared": "only the normal form changed: the old code has the new fingerprint under the new "
+                "fingerprint module"
+            }
+        else:
+            shown = _replayed(manifest, old_commit, old_lib, new_lib, work, precision)
     record = {
         "from_code_sha256": manifest["code_sha256"],
         "from_commit": old_commit,
         "to_code_sha256": new_code,
         "to_commit": artifacts.git_commit(),
-        "replay": {
-            k: spec[k] for k in ("config", "precision", "threads", "test_images", "stage", "stage_configs") if k in spec
-        },
-        "compared": "trained weights, losses and test probabilities"
-        + (f", {' and '.join(sorted(results['new']['extra']))}" if results["new"].get("extra") else "")
-        + ", bit for bit: identical",
-        "digest": hashlib.sha256(results["new"]["probs"].numpy().tobytes()).hexdigest(),
+        **shown,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": hardware.cpu_info().model,
     }
-    if spec["precision"] != _precision(manifest):
-        record["note"] = f"replayed in {spec['precision']}, not in the artifact's {_precision(manifest)}"
     params = dict(manifest["params"])
     for old, (new, translate) in RENAMED_PARAMS.items():
         if old in params:
