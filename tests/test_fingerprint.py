@@ -497,19 +497,25 @@ def test_explain_difference_names_the_changed_entry(tmp_path: Path, baseline: di
 
 def test_every_python_writes_the_same_closure(tmp_path: Path, baseline: dict[str, dict]) -> None:
     """f-strings are quoted otherwise by ``ast.unparse`` from Python 3.12 on; the fingerprint must not see it."""
-    others = [
-        p for v in ("3.11", "3.12", "3.13") if (p := shutil.which(f"python{v}")) and _version(p) != sys.version_info[:2]
-    ]
+    found = {_interpreter(f"python{v}") for v in ("3.11", "3.12", "3.13")}
+    others = {path for path, version in found - {None} if version != sys.version_info[:2]}
     if not others:
         pytest.skip("no other Python 3.11-3.13 on this machine")
     _write(tmp_path)
-    for python in others:
+    for python in sorted(others):
         assert _fingerprints(tmp_path, list(ROOTS), python) == baseline, python
 
 
-def _version(python: str) -> tuple[int, int]:
-    done = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True)
-    return tuple(map(int, done.stdout.split())) if done.returncode == 0 else (0, 0)
+def _interpreter(name: str) -> tuple[str, tuple[int, int]] | None:
+    """The real executable behind ``name`` on PATH (not a shim, which may resolve otherwise in another
+    folder) and its version; None when there is none or it does not run."""
+    if not (path := shutil.which(name)):
+        return None
+    code = "import sys; print(sys.executable, *sys.version_info[:2])"
+    done = subprocess.run([path, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0 or len(words := done.stdout.split()) != 3:
+        return None
+    return words[0], (int(words[1]), int(words[2]))
 
 
 def test_fingerprint_is_a_versioned_hash_of_the_sorted_sources(baseline: dict[str, dict]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..core import files, hardware
 from . import artifacts
-from .recertify import RecertifyError, checkout, probe, renormalised
+from .recertify import RecertifyError, checkout, new_normal_form, probe, renormalised
 
 #: The functions whose fingerprint keys each kind of derived result (the file-name prefix of the result).
 KEY_ROOTS = {
@@ -141,7 +141,7 @@ def certify(
         work = Path(tmp)
         old_lib = checkout(old_commit, work / "old")
         old, new = _code(old_lib, roots), _code(new_lib, roots)
-        in_new_form = _code(renormalised(old_lib, new_lib, work), roots)
+        in_new_form = _code(renormalised(old_lib, new_lib, work), roots) if new_normal_form(old_lib, new_lib) else old
         replay_closures = _code(new_lib, {name: roots for name, (roots, _) in REPLAYS.items()})
         passed: dict[str, bool] = {}
         for kind, now in new.items():
