@@ -235,6 +235,10 @@ def _identical(a: dict, b: dict) -> list[str]:
     return sorted(differ)
 
 
+#: What a recertification by the new normal form has shown.
+NORMAL_FORM = "only the normal form changed: the old code has the new fingerprint under the new fingerprint module"
+
+
 def new_normal_form(old_lib: Path, new_lib: Path) -> bool:
     """Whether the fingerprint module differs between the two codes (else the normal form is the same)."""
     module = Path("earlyexit", "core", "fingerprint.py")
@@ -300,10 +304,7 @@ def recertify(
         if new_normal_form(old_lib, new_lib) and (
             _code_of(renormalised(old_lib, new_lib, work), manifest["params"])["fingerprint"] == new_code
         ):
-            shown = {
-                "compared": "only the normal form changed: the old code has the new fingerprint under the new "
-                "fingerprint module"
-            }
+            shown = {"compared": NORMAL_FORM}
         else:
             shown = _replayed(manifest, old_commit, old_lib, new_lib, work, precision)
     record = {

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..core import files, hardware
 from . import artifacts
-from .recertify import RecertifyError, checkout, new_normal_form, probe, renormalised
+from .recertify import NORMAL_FORM, RecertifyError, checkout, new_normal_form, probe, renormalised
 
 #: The functions whose fingerprint keys each kind of derived result (the file-name prefix of the result).
 KEY_ROOTS = {
@@ -147,27 +147,33 @@ def certify(
         for kind, now in new.items():
             if kind not in old or old[kind]["fingerprint"] == now["fingerprint"]:
                 continue
-            before = in_new_form[kind]
-            if before["fingerprint"] == now["fingerprint"]:
-                how = "only the normal form changed: the old code has the new fingerprint under the new fingerprint module"
+            if in_new_form[kind]["fingerprint"] == now["fingerprint"]:
+                how = NORMAL_FORM
             else:
-                changed = _changed(before["closure"], now["closure"])
-                names = [n for n, (replay_roots, _) in REPLAYS.items() if _names(replay_roots) <= set(now["closure"])]
-                covered = set().union(*(replay_closures[n]["closure"] for n in names))
-                if not changed <= covered:
-                    print(
-                        f"{kind}: {', '.join(sorted(changed - covered))} changed, no replay covers it", file=sys.stderr
-                    )
-                    continue
-                for name in names:
-                    if name not in passed:
-                        passed[name] = _replayed(name, old_lib, new_lib)
-                if not all(passed[n] for n in names):
-                    print(f"{kind}: a replay differs between the two codes: recompute", file=sys.stderr)
-                    continue
-                how = f"{', '.join(sorted(changed))} changed; the {' and '.join(names)} replay is bit for bit identical"
-            certified[old[kind]["fingerprint"]] = {"to": now["fingerprint"], "how": how, "kind": kind}
+                how = _replays_show(kind, in_new_form[kind], now, replay_closures, passed, old_lib, new_lib)
+            if how:
+                certified[old[kind]["fingerprint"]] = {"to": now["fingerprint"], "how": how, "kind": kind}
     return certified
+
+
+def _replays_show(
+    kind: str, before: dict, now: dict, replay_closures: dict, passed: dict[str, bool], old_lib: Path, new_lib: Path
+) -> str | None:
+    """How the replays the root reaches show that its changes compute the same; None (saying why) if they do not.
+    ``passed`` keeps each replay's outcome, so that one replay serves every root reaching it."""
+    changed = _changed(before["closure"], now["closure"])
+    names = [n for n, (replay_roots, _) in REPLAYS.items() if _names(replay_roots) <= set(now["closure"])]
+    covered = set().union(*(replay_closures[n]["closure"] for n in names))
+    if not changed <= covered:
+        print(f"{kind}: {', '.join(sorted(changed - covered))} changed, no replay covers it", file=sys.stderr)
+        return None
+    for name in names:
+        if name not in passed:
+            passed[name] = _replayed(name, old_lib, new_lib)
+    if not all(passed[n] for n in names):
+        print(f"{kind}: a replay differs between the two codes: recompute", file=sys.stderr)
+        return None
+    return f"{', '.join(sorted(changed))} changed; the {' and '.join(names)} replay is bit for bit identical"
 
 
 def _names(roots: tuple[str, ...]) -> set[str]:
