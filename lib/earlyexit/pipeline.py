@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .core import data, files, fingerprint, paper
-from .engine import artifacts, pruning, training, weights
+from .engine import artifacts, pruning, train_stage, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
 from .nets.models import BUILDERS
@@ -48,7 +48,7 @@ DEFAULT_PROFILE = "cpu"
 #: The stages that make artifacts, by kind, in the order a pipeline needs them (the stages after training
 #: read a training job's weights); figure stages read artifacts only.
 STAGES: dict[str, Stage] = {
-    s.kind: s for s in (training.STAGE, pruning.STAGE, compression.STAGE, single_exit.STAGE, msdnet_design.STAGE)
+    s.kind: s for s in (train_stage.STAGE, pruning.STAGE, compression.STAGE, single_exit.STAGE, msdnet_design.STAGE)
 }
 KINDS = (*STAGES, "figure")
 

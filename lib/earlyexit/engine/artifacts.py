@@ -65,9 +65,16 @@ def run_dir(root: str | os.PathLike, profile: str, model: str, dataset: str) -> 
     return Path(root) / profile / f"{model}-{dataset}"
 
 
+#: A run outside a git checkout (the GPU bundle) names the commit of its code here.
+COMMIT_ENV = "EARLYEXIT_GIT_COMMIT"
+
+
 @bookkeeping
 def git_commit() -> str:
-    """The repository's commit (with ``-dirty`` if uncommitted changes exist), or ``unknown``."""
+    """The repository's commit (with ``-dirty`` if uncommitted changes exist): ``$EARLYEXIT_GIT_COMMIT`` where
+    set (a run from the GPU bundle), else git's, or ``unknown``."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     try:
         run = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=True).stdout
         return run("rev-parse", "HEAD").strip() + ("-dirty" if run("status", "--porcelain").strip() else "")

@@ -23,7 +23,7 @@ from ..core.fingerprint import bookkeeping, closure, fingerprint
 
 #: The module that defines each kind of stage's ``STAGE`` (``params["stage"]``; training has none).
 STAGE_MODULES = {
-    "train": "earlyexit.engine.training",
+    "train": "earlyexit.engine.train_stage",
     "prune": "earlyexit.engine.pruning",
     "compress": "earlyexit.paper_a.compression",
     "single_exit": "earlyexit.paper_b.single_exit",
@@ -50,12 +50,12 @@ def code_roots(params: dict) -> tuple[tuple, tuple]:
 @bookkeeping
 def code_fingerprint(params: dict) -> str:
     """The fingerprint of the code that computes an artifact with ``params`` (its ``code_sha256``)."""
-    return _cached(stage_kind(params), params.get("model"))
+    return _cached(stage_kind(params), params.get("model"), params.get("profile"))
 
 
 @cache
-def _cached(kind: str, model: str | None) -> str:
-    roots, opaque = code_roots({"stage": kind, "model": model})
+def _cached(kind: str, model: str | None, profile: str | None) -> str:
+    roots, opaque = code_roots({"stage": kind, "model": model, "profile": profile})
     return fingerprint(*roots, opaque=opaque)
 
 

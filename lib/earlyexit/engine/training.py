@@ -42,10 +42,9 @@ from tqdm.auto import tqdm
 from ..core import data, files, hardware
 from ..core.fingerprint import bookkeeping, fingerprint
 from ..nets.et_profile import measure_et_profile
-from ..nets.models import BUILDERS, PAPER_B, ZOO, build_model
+from ..nets.models import PAPER_B, build_model
 from ..nets.multiexit import MultiExitNet
-from . import artifacts, provenance, sgd
-from .stage import Stage
+from . import artifacts, budget, provenance, sgd
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,12 @@ class StaleCheckpointError(CheckpointError):
 
 @bookkeeping
 def _save_checkpoint(path: Path, state: dict) -> None:
+    """Write the checkpoint; then stop with :class:`.budget.BudgetSpent` if epochs remain that the time budget
+    would not cover (a budget decides when a run stops, never what it computes)."""
     files.atomic_write(path, lambda f: torch.save(state, f))
+    done, epochs = len(state["history"]), state["config"]["epochs"]
+    if done < epochs and budget.exhausted(state["history"][-1]["seconds"]):
+        raise budget.stop(path, done, epochs)
 
 
 def _resume(
@@ -385,12 +389,6 @@ def stage_params(model_name: str, dataset: str, profile: str, **overrides) -> di
 RECORDED = (RECIPES, ET_SAMPLES)
 
 
-def code_roots(params: dict) -> tuple[tuple, tuple]:
-    """What computes a training job's artifact (:mod:`.provenance`): :func:`train_and_profile` and the builder
-    of its network; the zoo's other builders are opaque, so editing one network stales its own artifacts."""
-    return (train_and_profile, BUILDERS[params["model"]]), ZOO + RECORDED
-
-
 def load_artifact(artifact_root: str | Path, profile: str, model_name: str, dataset: str) -> artifacts.Artifact:
     """The artifact of one training-stage job, refused if missing, corrupt or stale."""
     return artifacts.read(
@@ -446,27 +444,3 @@ def train_and_profile(
     if profile == "smoke":
         checkpoint.unlink(missing_ok=True)
     return run
-
-
-def _check_job(profile: str, job: dict) -> dict:
-    """A training job of ``pipeline.toml``: a known model and dataset, and overrides its recipe accepts."""
-    if job["model"] not in BUILDERS or job["dataset"] not in data.SPECS:
-        raise ValueError(f"unknown model or dataset; models are {sorted(BUILDERS)}, datasets {sorted(data.SPECS)}")
-    if not isinstance(job["overrides"], dict):
-        raise ValueError("the third item overrides the recipe and is a table, e.g. {epochs = 2}")
-    stage_params(job["model"], job["dataset"], profile, **job["overrides"])
-    return job
-
-
-#: The training stage (:class:`.stage.Stage`): one job per ``[model, dataset, {overrides}]``.
-STAGE = Stage(
-    kind="train",
-    fields=("model", "dataset", "overrides"),
-    on_training=False,
-    check=_check_job,
-    params=lambda profile, job, root: stage_params(job["model"], job["dataset"], profile, **job["overrides"]),
-    directory=lambda root, profile, job: artifacts.run_dir(root, profile, job["model"], job["dataset"]),
-    suffix=lambda job: f"-{job['model']}-{job['dataset']}",
-    label=lambda job: job["model"],
-    code_roots=code_roots,
-)
