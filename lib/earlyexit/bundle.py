@@ -174,7 +174,7 @@ def _result_files(artifact_root: Path, profile: str, checkpoints: str) -> list[P
     """What a run hands back: every artifact's files, exported weights of small networks, and the checkpoints
     of unfinished jobs (of networks over :data:`weights.MAX_BYTES` too only if ``checkpoints == "all"``)."""
     chosen = []
-    for directory in sorted((artifact_root / profile).glob("*")):
+    for directory in sorted(p for p in (artifact_root / profile).glob("*") if p.is_dir()):
         done = (directory / artifacts.MANIFEST).is_file()
         if done and (directory / "checkpoint.pt").is_file():
             try:
@@ -223,10 +223,10 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     outcome = parallel.run_pool(jobs, args.jobs, lambda job, env: _train(job, env, args))
-    files = hand_back(
-        _result_files(Path(args.artifacts), args.profile, args.checkpoints), Path(args.artifacts), Path(args.out)
-    )
-    (Path(args.out) / "outcome.json").write_text(json.dumps({"deadline": deadline, "jobs": outcome}, indent=1))
+    root = Path(args.artifacts)
+    (root / args.profile / "outcome.json").write_text(json.dumps({"deadline": deadline, "jobs": outcome}, indent=1))
+    chosen = [*_result_files(root, args.profile, args.checkpoints), root / args.profile / "outcome.json"]
+    files = hand_back(chosen, root, Path(args.out))
     print(f"handed back {len(files)} file(s) in {args.out}", flush=True)
     return 0 if all(o["exit"] in (0, EXIT_BUDGET) for o in outcome) else 1
 

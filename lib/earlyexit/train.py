@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile and args.profile not in train_stage.RESIDENT_PROFILES:
         raise SystemExit("--compile applies to the device-resident loop (the paper profile) only")
     extra = {"compile_mode": args.compile} if args.compile else {}
-    budget.set_minutes(args.budget)
+    if args.budget is not None:  # else a deadline set by whoever started this process (the bundle, a pool) holds
+        budget.set_minutes(args.budget)
     _start_group(args.profile)
     torch.backends.cudnn.benchmark = True
     try:

@@ -23,11 +23,8 @@ class BudgetSpent(RuntimeError):
 
 
 @bookkeeping
-def set_minutes(minutes: float | None) -> float | None:
-    """Set the deadline ``minutes`` from now for this process and those it starts; returns it (None: no budget)."""
-    if minutes is None:
-        os.environ.pop(DEADLINE_ENV, None)
-        return None
+def set_minutes(minutes: float) -> float:
+    """Set the deadline ``minutes`` from now for this process and those it starts; returns it."""
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
         raise ValueError(f"a budget is a positive number of minutes, got {minutes!r}")
     deadline = time.time() + 60.0 * minutes
