@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 BOOK_VENV ?= .venv-book
 BOOK_HTML := build/book/_build/html
 
-.PHONY: figures pipeline test setup lint smoke nbval unit data benchmark lab book book-check clean lock
+.PHONY: figures pipeline test setup lint smoke nbval unit data benchmark lab book book-check clean lock gpu-bundle
 
 ## main job: regenerate every figure and table from the committed artifacts (no training)
 figures: $(VENV)/.installed data
@@ -61,6 +61,13 @@ nbval: $(VENV)/.installed data
 lock:
 	$(PYTHON) -m venv build/lock-venv && build/lock-venv/bin/pip install -qq uv
 	build/lock-venv/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 --universal -q -o requirements/lock.txt
+
+## the paper profile packed for a GPU machine without network (book/gpu.md): pieces of at most 60 MB, SHA256SUMS and
+## run.sh in build/gpu-bundle, with the datasets DATASETS (default: both CIFARs) and artifacts/paper to resume from
+DATASETS ?= cifar100 cifar10
+gpu-bundle: $(VENV)/.installed
+	$(BIN)/python -m earlyexit.bundle pack build/gpu-bundle --datasets $(DATASETS) --shared-data $(SHARED_DATA) \
+		$(if $(wildcard artifacts/paper),--resume artifacts/paper)
 
 ## search-engine timings (Paper B Table I) and training throughput of every model, with cpu-job wall times
 benchmark: $(VENV)/.installed data

@@ -222,7 +222,7 @@ def test_a_figure_depends_on_the_library_code_it_calls(tmp_path):
 
 def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):
     executed = []
-    monkeypatch.setattr(pipeline, "execute", lambda job, profile: executed.append(job))
+    monkeypatch.setattr(pipeline, "execute", lambda job, profile, env=None: executed.append(job))
     pipeline.run("smoke", ["train"], force=True)
     assert executed and all(j.params["force"] is True for j in executed)
     assert pipeline.injected(executed[0].notebook, executed[0].params)["force"] is True

@@ -8,6 +8,8 @@ Here (with network): ``make gpu-bundle`` (``python -m earlyexit.bundle pack buil
   torch is assumed present);
 * ``SHA256SUMS`` of the pieces and ``run.sh``.
 
+With ``--resume artifacts/paper`` the artifacts and checkpoints an earlier run handed back travel too.
+
 There: ``bash run.sh --budget 9 --jobs 4`` checks the pieces' sums, unpacks them, installs the wheels of
 missing packages into the work folder, rebuilds the datasets (checked against their recorded sha256),
 checks CUDA and prints the GPU, then trains the ``paper`` profile's jobs of the bundled datasets (in
@@ -33,8 +35,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from . import pipeline
 from .engine import artifacts, budget, parallel, resident, weights
-from .train import EXIT_BUDGET
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 10**6
@@ -55,12 +57,12 @@ py="${PYTHON:-python3}"
 (cd "$here" && sha256sum --check --quiet SHA256SUMS) || { echo "run.sh: a piece is damaged or missing"; exit 2; }
 mkdir -p "$work"
 cat "$here"/earlyexit-gpu.tar.part* | tar -x -C "$work"
+export PYTHONPATH="$work/code/lib:$work/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 missing=$("$py" -c 'import importlib.util as u; print(*[m for m in ("ptflops", "torch_pruning") if not u.find_spec(m)])')
 if [ -n "$missing" ] && compgen -G "$work/wheels/*.whl" >/dev/null; then
   echo "run.sh: installing $missing from the bundle's wheels"
-  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$work"/wheels/*.whl
+  "$py" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$work/site" "$work"/wheels/*.whl
 fi
-export PYTHONPATH="$work/code/lib:$work/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 cd "$work/code"
 exec "$py" -m earlyexit.bundle run --work "$work" "$@"
 """
@@ -92,9 +94,16 @@ def _split(stream: Path, out: Path, piece_bytes: int, name: str) -> list[Path]:
 
 
 def pack(
-    out: Path, datasets: list[str], shared_data: Path, piece_mb: int = PIECE_MB, wheels: bool = True
+    out: Path,
+    datasets: list[str],
+    shared_data: Path,
+    piece_mb: int = PIECE_MB,
+    wheels: bool = True,
+    resume: Path | None = None,
 ) -> list[Path]:
-    """Write the bundle of ``datasets`` into ``out`` (see the module's docstring); returns its files."""
+    """Write the bundle of ``datasets`` into ``out`` (see the module's docstring); returns its files. The files
+    of a profile's artifact folders under ``resume`` (e.g. ``artifacts/paper``: artifacts and checkpoints handed
+    back by an earlier run) go in too, so that the run skips what is current and resumes what is not."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob(f"{TAR}.part*"):
         old.unlink()
@@ -112,6 +121,9 @@ def pack(
                 tar.add(path, f"data/{name}/{path.name}")
         for wheel in _wheels(ROOT / "build" / "wheels") if wheels else []:
             tar.add(wheel, f"wheels/{wheel.name}")
+        for path in sorted(resume.rglob("*")) if resume is not None else []:
+            if path.is_file() and "derived" not in path.parts:
+                tar.add(path, f"artifacts/{resume.name}/{path.relative_to(resume)}")
     pieces = _split(stream, out, piece_mb * MB, TAR)
     stream.unlink()
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in pieces)
@@ -134,8 +146,6 @@ def describe_device() -> str:
 
 def bundled_jobs(profile: str, datasets: list[str], models: list[str] | None) -> list[tuple[str, str]]:
     """The profile's training jobs on the bundled ``datasets``: ``pipeline.toml``'s order, or ``models``' order."""
-    from . import pipeline
-
     matrix = [job for job in pipeline.matrix(profile) if job[1] in datasets]
     if models is None:
         return matrix
@@ -157,7 +167,7 @@ def _train(job: tuple[str, str], env: dict[str, str], args: argparse.Namespace) 
     start = time.time()
     with open(log, "w") as out:
         code = subprocess.run(command, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT).returncode
-        if code not in (0, EXIT_BUDGET) and any(c.startswith("--compile") for c in command):
+        if code not in (0, pipeline.EXIT_BUDGET) and any(c.startswith("--compile") for c in command):
             print(f"{model}-{dataset}: failed compiled (see {log}); again without torch.compile", flush=True)
             plain = [c for c in command if not c.startswith("--compile")]
             code = subprocess.run(plain, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT).returncode
@@ -192,7 +202,7 @@ def hand_back(paths: list[Path], root: Path, out: Path) -> list[Path]:
     """Pack ``paths`` (relative to ``root``) into at most :data:`RESULT_FILES` files of :data:`RESULT_MB` MB in
     ``out``, leaving out the largest checkpoints if they would not fit; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    limit = (RESULT_FILES - 1) * RESULT_MB * MB - 10 * MB  # one file is left for the log; tar headers
+    limit = 0.99 * (RESULT_FILES - 1) * RESULT_MB * MB  # one file is left for the log; 1 % for tar headers
     keep = sorted(paths, key=lambda p: (p.name == "checkpoint.pt", p.stat().st_size))
     while sum(p.stat().st_size for p in keep) > limit and keep[-1].name == "checkpoint.pt":
         print(f"left out (too large to hand back): {keep.pop().relative_to(root)}", flush=True)
@@ -228,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = [*_result_files(root, args.profile, args.checkpoints), root / args.profile / "outcome.json"]
     files = hand_back(chosen, root, Path(args.out))
     print(f"handed back {len(files)} file(s) in {args.out}", flush=True)
-    return 0 if all(o["exit"] in (0, EXIT_BUDGET) for o in outcome) else 1
+    return 0 if all(o["exit"] in (0, pipeline.EXIT_BUDGET) for o in outcome) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--piece-mb", type=int, default=PIECE_MB)
     p.add_argument("--no-wheels", action="store_true", help="leave the wheels out (the target has the packages)")
+    p.add_argument(
+        "--resume", type=Path, help="a profile's artifact folder to carry, e.g. artifacts/paper (checkpoints included)"
+    )
     r = sub.add_parser("run", help="train from an unpacked bundle (there; run.sh calls this)")
     r.add_argument("--work", required=True, help="the folder run.sh unpacked the bundle into")
     r.add_argument("--budget", type=float, required=True, help="minutes for training, all jobs together")
@@ -254,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", help="where the results go (default WORK/out)")
     args = parser.parse_args(argv)
     if args.command == "pack":
-        for path in pack(args.out, args.datasets, args.shared_data, args.piece_mb, not args.no_wheels):
+        for path in pack(args.out, args.datasets, args.shared_data, args.piece_mb, not args.no_wheels, args.resume):
             print(f"{path}  {path.stat().st_size / MB:.1f} MB")
         return 0
     args.artifacts = args.artifacts or str(Path(args.work) / "artifacts")

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .core import data, files, fingerprint, paper
-from .engine import artifacts, pruning, train_stage, weights
+from .engine import artifacts, budget, parallel, pruning, train_stage, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
 from .nets.models import BUILDERS
@@ -43,6 +43,8 @@ from .paper_b import baselines, msdnet_design, single_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
+#: The exit status of a run stopped by its time budget (EX_TEMPFAIL: run the same command again to continue).
+EXIT_BUDGET = 75
 
 
 #: The stages that make artifacts, by kind, in the order a pipeline needs them (the stages after training
@@ -531,10 +533,10 @@ def _artifact_reason(directory: Path, params: dict, dataset: str) -> str | None:
     return f"stale: {reasons[0]}" if reasons else None
 
 
-def _kernel_manager(log: Path):
+def _kernel_manager(log: Path, env: dict[str, str] | None = None):
     """A kernel manager whose kernels talk over local IPC sockets in a temporary folder (nothing on the
-    network, no "running over TCP without encryption" warning) and write their own stderr to ``log``; the
-    folder is removed with the manager."""
+    network, no "running over TCP without encryption" warning), write their own stderr to ``log`` and see
+    ``env`` on top of this process's environment; the folder is removed with the manager."""
     import shutil
     import tempfile
     import weakref
@@ -548,15 +550,21 @@ def _kernel_manager(log: Path):
             weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
 
         async def start_kernel(self, **kw):
+            if env:
+                kw["env"] = {**os.environ, **kw.get("env", {}), **env}
             with open(log, "wb") as stderr:
                 await super().start_kernel(stderr=stderr, **kw)
 
     return QuietIPCKernelManager
 
 
-def execute(job: Job, profile: str) -> None:
-    """Run one notebook with papermill, keeping the executed copy (and the kernel's own log beside it);
-    exits naming the failing cell.
+class BudgetStopped(Exception):
+    """A training notebook stopped at an epoch boundary because the time budget was spent (:mod:`.engine.budget`)."""
+
+
+def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
+    """Run one notebook with papermill (its kernel seeing ``env`` too), keeping the executed copy (and the
+    kernel's own log beside it); exits naming the failing cell, or raises :class:`BudgetStopped`.
 
     The run writes to a scratch copy that replaces the previous executed copy only once it finishes: a
     failed or interrupted run leaves the last good copy in place, beside ``<name>.failed.ipynb`` or
@@ -577,9 +585,12 @@ def execute(job: Job, profile: str) -> None:
             parameters=params,
             cwd=job.notebook.parent,
             progress_bar=False,
-            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log")),
+            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log"), env),
         )
     except pm.PapermillExecutionError as err:
+        if err.ename == budget.BudgetSpent.__name__:
+            _mark_interrupted(running, interrupted)
+            raise BudgetStopped(err.evalue) from None
         running.replace(failed)
         raise SystemExit(
             f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
@@ -620,24 +631,55 @@ def _mark_interrupted(copy: Path, target: Path) -> None:
     copy.unlink()
 
 
-def run(profile: str, only: list[str] | None = None, force: bool = False, kinds: tuple[str, ...] = KINDS) -> None:
-    """Run the pipeline of ``profile``: every job not current (all of them with ``force``)."""
+def run(
+    profile: str,
+    only: list[str] | None = None,
+    force: bool = False,
+    kinds: tuple[str, ...] = KINDS,
+    concurrent: int = 1,
+) -> bool:
+    """Run the pipeline of ``profile``: every job not current (all of them with ``force``). The training jobs
+    run ``concurrent`` at a time (:func:`.engine.parallel.run_pool`: each kernel with its own GPU or share of the
+    cores), then the other stages in order. Returns False when the time budget stopped a training job at an
+    epoch boundary: the stages after training are then left for the same command to continue."""
+    todo = []
     for job in jobs(profile, only):
         if job.kind not in kinds:
             continue
-        label = f"[{profile}] {job.stage}: {job.name}"
         reason = "forced" if force else why_run(job, profile)
         if reason is None:
-            print(f"{label}: up to date, skipped", flush=True)
+            print(f"[{profile}] {job.stage}: {job.name}: up to date, skipped", flush=True)
             continue
-        print(f"{label}: running ({reason}) ...", end="", flush=True)
         if force and job.kind != "figure":
             job = Job(job.stage, job.kind, job.notebook, {**job.params, "force": True})
-        start = time.perf_counter()
-        try:
-            execute(job, profile)
-        finally:
-            print(f" {time.perf_counter() - start:.0f} s", flush=True)
+        todo.append((job, reason))
+    training_jobs = [t for t in todo if t[0].kind == "train"]
+    trained = parallel.run_pool(training_jobs, concurrent, lambda t, env: _run(*t, profile, env))
+    if not all(trained):
+        print(
+            f"[{profile}] time budget spent: {trained.count(False)} training job(s) stopped at an epoch boundary, "
+            "their checkpoints kept; run the same command again to continue",
+            flush=True,
+        )
+        return False
+    for job, reason in todo:
+        if job.kind != "train":
+            _run(job, reason, profile)
+    return True
+
+
+def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None) -> bool:
+    """Execute one job, saying so; False if the time budget stopped it."""
+    label = f"[{profile}] {job.stage}: {job.name}"
+    print(f"{label}: running ({reason}) ...", flush=True)
+    start = time.perf_counter()
+    try:
+        execute(job, profile, env)
+    except BudgetStopped as err:
+        print(f"{label}: {err}", flush=True)
+        return False
+    print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    return True
 
 
 def durations_table(profile: str) -> str:
@@ -726,6 +768,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", help="comma-separated stage ids to run (default: all)")
     parser.add_argument("--figures-only", action="store_true", help="run figure stages only, never train")
     parser.add_argument("--force", action="store_true", help="rebuild even what is up to date")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="training jobs at once (each its own GPU or share of the cores; default 1)"
+    )
+    parser.add_argument(
+        "--budget", type=float, help="minutes; training stops at an epoch boundary before they are spent (exit 75)"
+    )
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
@@ -762,7 +810,12 @@ def main(argv: list[str] | None = None) -> None:
         for job in jobs(args.profile, only):
             print(f"{job.stage:24s} {job.name:48s} {why_run(job, args.profile) or 'current'}")
         return
-    run(args.profile, only, args.force, ("figure",) if args.figures_only else KINDS)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: give a number of training jobs at once, 1 or more")
+    if args.budget is not None:
+        budget.set_minutes(args.budget)
+    if not run(args.profile, only, args.force, ("figure",) if args.figures_only else KINDS, args.jobs):
+        raise SystemExit(EXIT_BUDGET)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,6 @@ from . import pipeline
 from .engine import budget, resident, train_stage
 from .engine.training import PROFILES
 
-#: The exit status of a run stopped by its time budget (EX_TEMPFAIL: run it again to continue).
-EXIT_BUDGET = 75
-
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m earlyexit.train", description=__doc__.split("\n\n")[0])
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except budget.BudgetSpent as err:
         print(err, flush=True)
-        return EXIT_BUDGET
+        return pipeline.EXIT_BUDGET
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""The pipeline's --jobs and --budget: training jobs at once give what a sequential run gives, and a budget
+stops a run cleanly for the same command to continue."""
+
+import time
+
+import nbformat
+import numpy as np
+import pytest
+
+from earlyexit import pipeline
+from earlyexit.engine import artifacts, parallel
+
+PAIR = ("-alexnet-cifar10", "-resnet44-cifar10")
+
+
+def _arrays(job: pipeline.Job) -> dict[str, np.ndarray]:
+    directory = artifacts.run_dir(pipeline.ROOT / "artifacts", "smoke", job.params["model"], job.params["dataset"])
+    with np.load(directory / artifacts.NPZ) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_two_training_jobs_at_once_equal_a_sequential_run(monkeypatch):
+    pair = [j for j in pipeline.jobs("smoke", ["train"]) if j.name.endswith(PAIR)]
+    monkeypatch.setattr(pipeline, "jobs", lambda profile, only=None: pair)
+    # CPU kernels add in an order that depends on their thread count, so the sequential run gets the threads
+    # each of two concurrent jobs gets (the artifacts record them)
+    share = parallel.slot_env(0, 2)
+    with monkeypatch.context() as m:
+        m.setattr(parallel, "slot_env", lambda slot, jobs, gpus=(), cores=None: share)
+        assert pipeline.run("smoke", ["train"], force=True, concurrent=1)
+    sequential = [_arrays(j) for j in pair]
+    spans, real = [], pipeline.execute
+
+    def timed(job, profile, env=None):
+        start = time.monotonic()
+        real(job, profile, env)
+        spans.append((start, time.monotonic(), env["OMP_NUM_THREADS"]))
+
+    monkeypatch.setattr(pipeline, "execute", timed)
+    assert pipeline.run("smoke", ["train"], force=True, concurrent=2)
+    (a0, a1, _), (b0, b1, _) = spans
+    assert a0 < b1 and b0 < a1, "the two trainings did not run at the same time"
+    assert {threads for *_, threads in spans} == {share["OMP_NUM_THREADS"]}
+    for before, job in zip(sequential, pair):
+        after = _arrays(job)
+        assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before), job.name
+
+
+def test_slots_spread_over_the_gpus_and_share_the_cores():
+    assert parallel.slot_env(0, 4, ["0", "1"], cores=16) == {
+        "OMP_NUM_THREADS": "4",
+        "MKL_NUM_THREADS": "4",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    assert parallel.slot_env(3, 4, ["0", "1"], cores=16)["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in parallel.slot_env(1, 2, [], cores=2)
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        parallel.run_pool([1], 0, lambda task, env: task)
+
+
+def test_a_notebook_stopped_by_the_budget_is_kept_as_interrupted(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    stop = "from earlyexit.engine import budget\nraise budget.stop('checkpoint.pt', 1, 2)"
+    nb.cells = [nbformat.v4.new_code_cell(stop)]
+    path = tmp_path / "notebooks" / "98_train.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    with pytest.raises(pipeline.BudgetStopped, match="after epoch 1 of 2"):
+        pipeline.execute(pipeline.Job("train", "figure", path), "smoke")
+    assert (tmp_path / "runs" / "smoke" / "98_train.interrupted.ipynb").exists()
+
+
+def test_a_budget_stop_leaves_the_later_stages_for_the_next_run(monkeypatch, capsys):
+    train = [j for j in pipeline.jobs("smoke", ["train"]) if j.name.endswith(PAIR)]
+    figure = pipeline.Job("fig", "figure", train[0].notebook)
+    monkeypatch.setattr(pipeline, "jobs", lambda profile, only=None: [*train, figure])
+    ran = []
+
+    def execute(job, profile, env=None):
+        ran.append(job.name)
+        if job.name.endswith(PAIR[0]):
+            raise pipeline.BudgetStopped("time budget spent after epoch 1 of 2")
+
+    monkeypatch.setattr(pipeline, "execute", execute)
+    assert pipeline.run("smoke", force=True, concurrent=2) is False
+    assert sorted(ran) == sorted(j.name for j in train)  # the figure waits for the next run
+    assert "run the same command again" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        monkeypatch.setattr(pipeline, "run", lambda *args: False)
+        pipeline.main(["--profile", "smoke", "--budget", "5"])
+    assert stopped.value.code == pipeline.EXIT_BUDGET
