@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = re.compile(r"""["']([AB]-(?:fig|table|sec)\d+[a-z]?-[a-z0-9-]+)["']""")
 PARTS = {"A": "Paper A: early exit prediction", "B": "Paper B: elastic inference (EINet)"}
 #: The reference pages of the book, Markdown in book/ (moved from the README's long sections).
-REFERENCE = ("profiles", "ledger", "throughput", "durations", "library")
+REFERENCE = ("profiles", "gpu", "ledger", "throughput", "durations", "library")
 
 
 def notebook_title(path: Path) -> str:

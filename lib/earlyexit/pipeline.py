@@ -142,6 +142,16 @@ def matrix(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str,
     return [(j["model"], j["dataset"]) for j in entries("train", profile, path)]
 
 
+def trained(profile: str, artifact_root: str | Path = ROOT / "artifacts") -> list[tuple[str, str]]:
+    """The ``(model, dataset)`` pairs of ``profile``'s matrix that have an artifact (all of them for ``cpu``; a
+    part for ``paper``, as far as GPU runs have got). Whether each is current is :func:`load_artifact`'s check."""
+    return [
+        (m, d)
+        for m, d in matrix(profile)
+        if (artifacts.run_dir(artifact_root, profile, m, d) / artifacts.MANIFEST).is_file()
+    ]
+
+
 def paper_b_models(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tuple[str, str]]:
     """The ``(model, dataset)`` pairs of Paper B's recipe (with ET-profiles) that ``profile`` trains."""
     return [(model, dataset) for model, dataset in matrix(profile, path) if recipe(model) == "B"]
@@ -326,9 +336,16 @@ def design_table(
     return pd.concat(rows, ignore_index=True), missing
 
 
+#: Profiles whose figures are shipped beside the ``cpu`` ones, in ``figures/<profile>/`` (what has run on a GPU).
+SHIPPED_FIGURES = ("paper",)
+
+
 def figures_dir(profile: str) -> Path:
-    """Where a profile's figures go: ``figures/`` for the shipped ``cpu`` profile, else ``runs/<profile>``."""
-    return ROOT / "figures" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "figures"
+    """Where a profile's figures go: ``figures/`` for the shipped ``cpu`` profile, ``figures/paper/`` for the
+    GPU runs of the ``paper`` profile, else ``runs/<profile>/figures``."""
+    if profile == DEFAULT_PROFILE:
+        return ROOT / "figures"
+    return ROOT / "figures" / profile if profile in SHIPPED_FIGURES else ROOT / "runs" / profile / "figures"
 
 
 def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
@@ -720,7 +737,7 @@ def ledger_table(profile: str) -> str:
         try:
             m = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
-            rows.append(f"| {label} | {dataset} | not trained | | | | | |")
+            rows.append(f"| {label} | {dataset} | {_unfinished(directory)} | | | | | |")
             continue
         reference = paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
@@ -734,6 +751,17 @@ def ledger_table(profile: str) -> str:
             f"{_cpu_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |"
         )
     return "\n".join(rows)
+
+
+def _unfinished(directory: Path) -> str:
+    """The ledger's word for a job without an artifact: how far its checkpoint got, or "not trained"."""
+    import torch
+
+    checkpoint = directory / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return "not trained"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return f"{len(state['history'])} of {state['config']['epochs']} (checkpoint, resumable)"
 
 
 def _cpu_label(manifest: dict) -> str:

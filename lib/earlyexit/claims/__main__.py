@@ -2,7 +2,8 @@
 
 ``--write`` regenerates every result a reader sees outside the notebooks from the shipped ``cpu`` results:
 the README's scoreboard, the book's page of claims (``book/claims.md``) and the tables of the book's
-compute ledger (from the manifests) and figure durations (from papermill's record of the last run);
+compute ledgers (from the manifests: the ``cpu`` profile's, and on the GPU page the ``paper`` profile's) and
+figure durations (from papermill's record of the last run);
 ``--check`` exits 1 when any of them differs from a regeneration.
 """
 
@@ -17,8 +18,12 @@ from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables, 
 README = pipeline.ROOT / "README.md"
 BOOK = pipeline.ROOT / "book"
 BOOK_PAGE = BOOK / "claims.md"
-#: Book pages with a generated table: page -> the function writing it for a profile.
-TABLES = {BOOK / "ledger.md": pipeline.ledger_table, BOOK / "durations.md": pipeline.durations_table}
+#: Book pages with a generated table: page -> the function writing it and the profile it is written for.
+TABLES = {
+    BOOK / "ledger.md": (pipeline.ledger_table, pipeline.DEFAULT_PROFILE),
+    BOOK / "durations.md": (pipeline.durations_table, pipeline.DEFAULT_PROFILE),
+    BOOK / "gpu.md": (pipeline.ledger_table, "paper"),
+}
 TABLE_MARKERS = ("<!-- generated (python -m earlyexit.claims --write) -->", "<!-- generated:end -->")
 
 
@@ -29,8 +34,8 @@ def generated() -> dict:
         README: readme_block(README.read_text(), scoreboard(df, pipeline.DEFAULT_PROFILE)),
         BOOK_PAGE: page(df, pipeline.DEFAULT_PROFILE),
         **{
-            path: with_block(path.read_text(), *TABLE_MARKERS, table(pipeline.DEFAULT_PROFILE))
-            for path, table in TABLES.items()
+            path: with_block(path.read_text(), *TABLE_MARKERS, table(profile))
+            for path, (table, profile) in TABLES.items()
         },
     }
 

@@ -32,7 +32,7 @@ def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root
 def code_roots(params: dict) -> tuple[tuple, tuple]:
     """What computes a training job's artifact (:mod:`.provenance`): its profile's loop and the builder of its
     network; the zoo's other builders are opaque, so editing one network stales its own artifacts."""
-    return (trainer(params["profile"]), BUILDERS[params["model"]]), ZOO + training.RECORDED
+    return (trainer(params.get("profile", "cpu")), BUILDERS[params["model"]]), ZOO + training.RECORDED
 
 
 def _check_job(profile: str, job: dict) -> dict:
