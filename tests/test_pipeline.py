@@ -326,6 +326,16 @@ def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine
     assert pipeline._cpu_label({"machine": machine, "params": {"finetune": {"precision": precision}}}) == label
 
 
+def test_paper_ledger_names_the_gpu_and_how_far_an_unfinished_job_got():
+    ledger = pipeline.ledger_table("paper", ("train",)).splitlines()
+    assert len(ledger) == 2 + len(pipeline.matrix("paper"))
+    row = next(line for line in ledger if line.startswith("| alexnet | cifar100 | 220 |"))
+    assert pipeline.load_artifact("paper", "alexnet", "cifar100").manifest["machine"]["gpu"] + " (GPU)" in row
+    resnet = next(line for line in ledger if line.startswith("| resnet44 | cifar100 |"))
+    assert "of 220 (checkpoint, resumable)" in resnet
+    assert pipeline.trained("paper") == [("alexnet", "cifar100")]
+
+
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
     base = (

@@ -716,11 +716,12 @@ def durations_table(profile: str) -> str:
     return "\n".join(["| notebook | seconds |", "|---|---|", *rows, f"| **all** | **{total:.1f}** |"])
 
 
-def ledger_table(profile: str) -> str:
-    """Markdown compute ledger of a profile's artifacts, from their manifests: what was trained, how long,
-    on which machine and precision, and the accuracy of every exit beside the paper's backbone accuracy."""
+def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
+    """Markdown compute ledger of a profile's artifacts of the stage ``kinds``, from their manifests: what was
+    trained, how long, on which machine and precision, and the accuracy of every exit beside the paper's
+    backbone accuracy."""
     rows = [
-        "| model | dataset | epochs | training (min) | CPU | precision | test accuracy per exit (%) | paper, backbone (%) |",
+        "| model | dataset | epochs | training (min) | machine | precision | test accuracy per exit (%) | paper, backbone (%) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     runs = [
@@ -731,6 +732,7 @@ def ledger_table(profile: str) -> str:
             stage.directory(ROOT / "artifacts", profile, job),
         )
         for stage in STAGES.values()
+        if stage.kind in kinds
         for job in entries(stage.kind, profile)
     ]
     for model, dataset, label, directory in runs:
@@ -748,7 +750,7 @@ def ledger_table(profile: str) -> str:
         )
         rows.append(
             f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-            f"{_cpu_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |"
+            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |"
         )
     return "\n".join(rows)
 
@@ -762,6 +764,12 @@ def _unfinished(directory: Path) -> str:
         return "not trained"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return f"{len(state['history'])} of {state['config']['epochs']} (checkpoint, resumable)"
+
+
+def _machine_label(manifest: dict) -> str:
+    """The GPU a manifest's network was trained on, else its CPU (:func:`_cpu_label`)."""
+    gpu = manifest.get("machine", {}).get("gpu")
+    return f"{gpu} (GPU)" if gpu else _cpu_label(manifest)
 
 
 def _cpu_label(manifest: dict) -> str:
