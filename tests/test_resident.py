@@ -118,3 +118,21 @@ def test_an_unknown_compile_mode_is_refused(load_dataset, tmp_path):
             compile_mode="fastest",
             progress=False,
         )
+
+
+def test_the_host_loop_refuses_the_paper_profile(tmp_path):
+    with pytest.raises(ValueError, match="train_stage.train_and_profile"):
+        training.train_and_profile("alexnet", "cifar10", "paper", tmp_path)
+
+
+def test_the_training_notebook_trains_the_paper_profile_on_the_resident_loop(tmp_path):
+    from earlyexit import pipeline
+    from earlyexit.engine import artifacts
+
+    overrides = TINY | {"epochs": 1, "anneal_epochs": 1}
+    params = {"model": "alexnet", "dataset": "cifar10", "profile": "paper", "overrides": overrides}
+    notebook = pipeline.ROOT / "notebooks" / "01_train_multiexit.ipynb"
+    pipeline.execute(pipeline.Job("train", "train", notebook, params | {"artifact_root": str(tmp_path)}), "paper")
+    directory = artifacts.run_dir(tmp_path, "paper", "alexnet", "cifar10")
+    run = artifacts.read(directory, training.stage_params("alexnet", "cifar10", "paper", **overrides))
+    assert [(h["device"], h["processes"]) for h in run.manifest["history"]] == [("cpu", 1)]

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .core import data, files, fingerprint, paper
-from .engine import artifacts, budget, parallel, pruning, train_stage, weights
+from .engine import artifacts, budget, parallel, pruning, resident, train_stage, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
 from .nets.models import BUILDERS
@@ -654,11 +654,13 @@ def run(
     force: bool = False,
     kinds: tuple[str, ...] = KINDS,
     concurrent: int = 1,
+    compile_mode: str | None = None,
 ) -> bool:
     """Run the pipeline of ``profile``: every job not current (all of them with ``force``). The training jobs
     run ``concurrent`` at a time (:func:`.engine.parallel.run_pool`: each kernel with its own GPU or share of the
     cores), then the other stages in order. Returns False when the time budget stopped a training job at an
-    epoch boundary: the stages after training are then left for the same command to continue."""
+    epoch boundary: the stages after training are then left for the same command to continue. ``compile_mode``
+    trains the networks of the device-resident loop's profiles ``torch.compile``-d in that mode."""
     todo = []
     for job in jobs(profile, only):
         if job.kind not in kinds:
@@ -669,6 +671,8 @@ def run(
             continue
         if force and job.kind != "figure":
             job = Job(job.stage, job.kind, job.notebook, {**job.params, "force": True})
+        if compile_mode and job.kind == "train" and profile in training.RESIDENT_PROFILES:
+            job = Job(job.stage, job.kind, job.notebook, {**job.params, "compile_mode": compile_mode})
         todo.append((job, reason))
     training_jobs = [t for t in todo if t[0].kind == "train"]
     trained = parallel.run_pool(training_jobs, concurrent, lambda t, env: _run(*t, profile, env))
@@ -810,6 +814,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget", type=float, help="minutes; training stops at an epoch boundary before they are spent (exit 75)"
     )
+    parser.add_argument(
+        "--compile",
+        choices=resident.COMPILE_MODES,
+        help="paper profile: train torch.compile-d in this mode (reduce-overhead: CUDA graphs, for GPUs)",
+    )
     parser.add_argument("--data-dir", help="folder of <dataset>.npz files (default $EARLYEXIT_DATA)")
     parser.add_argument("--list", action="store_true", help="list the jobs and whether each is up to date")
     parser.add_argument("--notebooks", action="store_true", help="print the profile's figure notebooks (for nbval)")
@@ -850,7 +859,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--jobs {args.jobs}: give a number of training jobs at once, 1 or more")
     if args.budget is not None:
         budget.set_minutes(args.budget)
-    if not run(args.profile, only, args.force, ("figure",) if args.figures_only else KINDS, args.jobs):
+    kinds = ("figure",) if args.figures_only else KINDS
+    if not run(args.profile, only, args.force, kinds, args.jobs, args.compile):
         raise SystemExit(EXIT_BUDGET)
 
 

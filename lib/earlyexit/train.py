@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from . import pipeline
-from .engine import budget, resident, train_stage
+from .engine import budget, resident, train_stage, training
 from .engine.training import PROFILES
 
 
@@ -72,9 +72,9 @@ def _start_group(profile: str) -> None:
     """Join the ``torchrun`` process group, if started by it: NCCL with one GPU per process, else gloo."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return
-    if profile not in train_stage.RESIDENT_PROFILES:
+    if profile not in training.RESIDENT_PROFILES:
         raise SystemExit(
-            f"torchrun trains the device-resident loop (profile {', '.join(train_stage.RESIDENT_PROFILES)}); "
+            f"torchrun trains the device-resident loop (profile {', '.join(training.RESIDENT_PROFILES)}); "
             f"the {profile} profile trains on the host loop in one process: run it without torchrun"
         )
     dev = resident.local_device()
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None:
         os.environ["EARLYEXIT_DATA"] = str(Path(args.data_dir).resolve())
     overrides = pipeline.overrides(args.profile, args.model, args.dataset) | _changes(args.set)
-    if args.compile and args.profile not in train_stage.RESIDENT_PROFILES:
+    if args.compile and args.profile not in training.RESIDENT_PROFILES:
         raise SystemExit("--compile applies to the device-resident loop (the paper profile) only")
     extra = {"compile_mode": args.compile} if args.compile else {}
     if args.budget is not None:  # else a deadline set by whoever started this process (the bundle, a pool) holds

@@ -15,13 +15,10 @@ from ..nets.models import BUILDERS, ZOO
 from . import artifacts, resident, training
 from .stage import Stage
 
-#: The profiles trained by the device-resident loop; the others train on the host loop.
-RESIDENT_PROFILES = ("paper",)
-
 
 def trainer(profile: str) -> Callable[..., artifacts.Artifact | None]:
     """The function that trains one job of ``profile`` and writes its artifact."""
-    return resident.train_and_profile if profile in RESIDENT_PROFILES else training.train_and_profile
+    return resident.train_and_profile if profile in training.RESIDENT_PROFILES else training.train_and_profile
 
 
 def train_and_profile(model_name: str, dataset: str, profile: str, artifact_root, *args, **kwargs):

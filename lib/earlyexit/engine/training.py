@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core import data, files, hardware
-from ..core.fingerprint import bookkeeping, fingerprint
+from ..core.fingerprint import bookkeeping, fingerprint, input_check
 from ..nets.et_profile import measure_et_profile
 from ..nets.models import PAPER_B, build_model
 from ..nets.multiexit import MultiExitNet
@@ -396,6 +396,20 @@ def load_artifact(artifact_root: str | Path, profile: str, model_name: str, data
     )
 
 
+#: The profiles trained by the device-resident loop (:mod:`.resident`, :mod:`.train_stage`), not by this one.
+RESIDENT_PROFILES = ("paper",)
+
+
+@input_check
+def _host_profile(profile: str) -> None:
+    """Refuse a profile that the device-resident loop trains: its artifacts carry that loop's fingerprint."""
+    if profile in RESIDENT_PROFILES:
+        raise ValueError(
+            f"the {profile} profile trains on the device-resident loop: call "
+            "earlyexit.engine.train_stage.train_and_profile, which picks the loop of each profile"
+        )
+
+
 def train_and_profile(
     model_name: str,
     dataset: str,
@@ -416,6 +430,7 @@ def train_and_profile(
     ``force`` retrains from scratch. A checkpoint of other parameters, code or data is discarded,
     saying so. The ``smoke`` profile deletes its checkpoint once the artifact is written.
     """
+    _host_profile(profile)
     cfg = profile_config(profile, model_name, **overrides)
     params = stage_params(model_name, dataset, profile, **overrides)
     ds = data.load(dataset, data_dir, download)
