@@ -326,6 +326,13 @@ def test_ledger_marks_native_bf16_and_says_when_auto_found_it_not_faster(machine
     assert pipeline._cpu_label({"machine": machine, "params": {"finetune": {"precision": precision}}}) == label
 
 
+def test_the_shipped_paper_figures_are_current():
+    """The paper profile's figures made from its GPU runs so far (figures/paper/) are current on a fresh clone."""
+    shipped = {p.stem for p in pipeline.figures_dir("paper").glob("*.csv")}
+    jobs = [j for j in pipeline.jobs("paper") if j.kind == "figure" and j.stage in shipped]
+    assert jobs and {j.name: pipeline.why_run(j, "paper") for j in jobs} == {j.name: None for j in jobs}
+
+
 def test_paper_ledger_names_the_gpu_and_how_far_an_unfinished_job_got():
     ledger = pipeline.ledger_table("paper", ("train",)).splitlines()
     assert len(ledger) == 2 + len(pipeline.matrix("paper"))

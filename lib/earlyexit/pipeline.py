@@ -399,9 +399,14 @@ def injected(notebook: Path, params: dict) -> dict:
 
 
 def _stamps_path(profile: str) -> Path:
-    """Where the figure stamps of ``profile`` are kept: committed beside the notebooks for the shipped
-    ``cpu`` profile (so a fresh clone knows its figures are current), under ``runs/`` for the others."""
-    return ROOT / "notebooks" / "stamps.json" if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / "stamps.json"
+    """Where the figure stamps of ``profile`` are kept: committed beside the notebooks for the profiles whose
+    figures are shipped (``stamps.json`` for ``cpu``, ``stamps-paper.json``; so that a fresh clone knows its
+    figures are current), under ``runs/`` for the others."""
+    if profile == DEFAULT_PROFILE:
+        return ROOT / "notebooks" / "stamps.json"
+    if profile in SHIPPED_FIGURES:
+        return ROOT / "notebooks" / f"stamps-{profile}.json"
+    return ROOT / "runs" / profile / "stamps.json"
 
 
 def _stamps(profile: str) -> dict[str, str]:
