@@ -2,8 +2,9 @@
 
 ``--write`` regenerates every result a reader sees outside the notebooks from the shipped ``cpu`` results:
 the README's scoreboard, the book's page of claims (``book/claims.md``) and the tables of the book's
-compute ledgers (from the manifests: the ``cpu`` profile's, and on the GPU page the ``paper`` profile's) and
-figure durations (from papermill's record of the last run);
+compute ledgers (from the manifests: the ``cpu`` profile's, and on the GPU page the ``paper`` profile's),
+figure durations (from papermill's record of the last run) and training throughput (from the saved
+benchmark outputs);
 ``--check`` exits 1 when any of them differs from a regeneration.
 """
 
@@ -13,13 +14,24 @@ import argparse
 import sys
 
 from .. import pipeline
+from ..engine import train_bench
 from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables, with_block
 
 README = pipeline.ROOT / "README.md"
 BOOK = pipeline.ROOT / "book"
 BOOK_PAGE = BOOK / "claims.md"
+RESULTS = pipeline.ROOT / "benchmarks" / "results"
+
+
+def throughput(profile: str) -> str:
+    """Every saved training benchmark (``benchmarks/results/training-*.txt``, one per machine kind) as tables;
+    they do not depend on ``profile``."""
+    return "\n\n".join(train_bench.rates_markdown(path) for path in sorted(RESULTS.glob("training-*.txt")))
+
+
 #: Book pages with a generated table: page -> the function writing it and the profile it is written for.
 TABLES = {
+    BOOK / "throughput.md": (throughput, pipeline.DEFAULT_PROFILE),
     BOOK / "ledger.md": (pipeline.ledger_table, pipeline.DEFAULT_PROFILE),
     BOOK / "durations.md": (pipeline.durations_table, pipeline.DEFAULT_PROFILE),
     BOOK / "gpu.md": (lambda profile: pipeline.ledger_table(profile, ("train",)), "paper"),

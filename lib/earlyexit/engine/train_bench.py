@@ -10,8 +10,11 @@ so that the benchmark stays short, and marked ``emulated``.
 
 from __future__ import annotations
 
+import io
+import itertools
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,3 +166,43 @@ def job_plan(rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile:
             }
         )
     return pd.DataFrame(rows)
+
+
+def read_rates(path: Path) -> tuple[str, pd.DataFrame]:
+    """The machine line and the rates table (:func:`throughput`'s columns) of a saved benchmark output
+    (``benchmarks/results/training-*.txt``, what ``benchmarks/bench_training.py`` prints)."""
+    lines = path.read_text().splitlines()
+    machine = next((line for line in lines if "native bf16" in line), "machine not recorded")
+    start = next((i for i, line in enumerate(lines) if line.split()[:2] == ["model", "precision"]), None)
+    if start is None:
+        raise ValueError(f"{path} holds no rates table (a header line 'model precision emulated ...')")
+    block = list(itertools.takewhile(str.strip, lines[start:]))
+    return machine, pd.read_csv(io.StringIO("\n".join(block)), sep=r"\s+")
+
+
+def rates_markdown(path: Path) -> str:
+    """One saved benchmark output as a Markdown section: per model, training images per second in each
+    precision and their ratio, minutes per epoch in the precision ``"auto"`` chose there, prediction rate and
+    the batch-1 time of an ET-profile sample."""
+    machine, rates = read_rates(path)
+    auto = "bf16" if "trains in bf16" in machine else "fp32"
+    rows = [
+        "| model | batch | fp32 img/s | bf16 img/s | bf16 / fp32 | min/epoch (auto) | predict img/s | batch-1 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, part in rates.groupby("model", sort=False):
+        by = part.set_index("precision")
+        fp32, bf16 = by.train_img_s.get("fp32"), by.train_img_s.get("bf16")
+        emulated = " (emulated)" if bool(by.emulated.get("bf16", False)) else ""
+        cells = [
+            model,
+            by.batch.iloc[0],
+            fp32 or "",
+            f"{bf16}{emulated}" if bf16 else "",
+            f"{bf16 / fp32:.2f}x" if fp32 and bf16 else "",
+            by.epoch_min.get(auto, ""),
+            part.predict_img_s.iloc[0],
+            part.single_ms.iloc[0],
+        ]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return f"**{path.name}**: {machine}\n\n" + "\n".join(rows)
