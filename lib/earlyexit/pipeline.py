@@ -362,7 +362,9 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
     trained_jobs = _training_jobs(profile, ROOT / "pipeline.toml")
     trained = set(trained_jobs)
     common = {} if profile == DEFAULT_PROFILE else {"profile": profile}
-    figure_params = {} if profile == DEFAULT_PROFILE else {"figures_dir": str(figures_dir(profile))}
+    # relative to the notebooks (their working directory), so that a figure's stamp is the same in every clone
+    figures = os.path.relpath(figures_dir(profile), ROOT / "notebooks")
+    figure_params = {} if profile == DEFAULT_PROFILE else {"figures_dir": figures}
     out = []
     for s in stages:
         if only and s["id"] not in only:
