@@ -4,6 +4,7 @@ Each case writes a small scratch package, edits it and fingerprints it in a fres
 edited files), comparing with the unedited package's fingerprint.
 """
 
+import ast
 import importlib.util
 import json
 import os
@@ -524,3 +525,12 @@ def test_fingerprint_is_a_versioned_hash_of_the_sorted_sources(baseline: dict[st
     sources = sorted(baseline["loss"]["closure"].values())
     expected = hashlib.sha256("\n\n".join([fingerprint.FORMAT, *sources]).encode()).hexdigest()
     assert baseline["loss"]["fingerprint"] == expected
+
+
+def test_canonical_source_writes_f_strings_as_calls_whatever_their_quotes():
+    """Figure stamps use it for notebook code: ``ast.unparse`` quotes f-strings otherwise from Python 3.12 on."""
+    expected = "x = __fstring__('a', __format__(d['k'], -1, None), 'b')"
+    for source in ("x = f\"a{d['k']}b\"", "x = f'a{d[\"k\"]}b'"):
+        tree = ast.parse(source)
+        assert fingerprint.canonical_source(tree) == expected
+        assert ast.unparse(tree).startswith("x = f")  # the tree itself is left as it was

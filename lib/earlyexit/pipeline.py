@@ -451,9 +451,11 @@ def _is_library_import(node: ast.stmt) -> bool:
 def _notebook_code(path: Path) -> str:
     """What a notebook computes, by meaning: its code cells without comments or formatting, and without
     their imports of :mod:`earlyexit` (what those bring is fingerprinted as code), so that markdown, a
-    comment, a reformatted line or a library module moved elsewhere change nothing."""
+    comment, a reformatted line or a library module moved elsewhere change nothing; f-strings written as the
+    fingerprints write them, so that the text is the same on every Python from 3.11 to 3.13."""
     return "\n".join(
-        ast.unparse(ast.Module([n for n in cell.body if not _is_library_import(n)], [])) for cell in _parsed_cells(path)
+        fingerprint.canonical_source(ast.Module([n for n in cell.body if not _is_library_import(n)], []))
+        for cell in _parsed_cells(path)
     )
 
 

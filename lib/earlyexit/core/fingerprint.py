@@ -729,6 +729,13 @@ class _FStrings(ast.NodeTransformer):
         )
 
 
+@bookkeeping
+def canonical_source(tree: ast.AST) -> str:
+    """``ast.unparse`` of ``tree`` (left as it is) with its f-strings written as calls (:class:`_FStrings`): the
+    same text on every Python from 3.11 to 3.13, where ``ast.unparse`` quotes f-strings differently."""
+    return ast.unparse(_FStrings().visit(copy.deepcopy(tree)))
+
+
 def _without_strings(node: ast.AST) -> ast.AST:
     """`node` without bare string statements (docstrings) in its blocks; a body left empty gets `pass`."""
     for name in ("body", "orelse", "finalbody"):
