@@ -16,3 +16,11 @@ def load_dataset():
             pytest.fail(f"tests need the real datasets: {err}")
 
     return _load
+
+
+@pytest.fixture(autouse=True)
+def no_time_budget(monkeypatch):
+    """No test trains under a time budget it did not set (one set by a test or the shell would stop others)."""
+    from earlyexit.engine import budget
+
+    monkeypatch.delenv(budget.DEADLINE_ENV, raising=False)

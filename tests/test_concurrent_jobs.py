@@ -1,6 +1,7 @@
 """The pipeline's --jobs and --budget: training jobs at once give what a sequential run gives, and a budget
 stops a run cleanly for the same command to continue."""
 
+import os
 import time
 
 import nbformat
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from earlyexit import pipeline
-from earlyexit.engine import artifacts, parallel
+from earlyexit.engine import artifacts, budget, parallel
 
 PAIR = ("-alexnet-cifar10", "-resnet44-cifar10")
 
@@ -87,7 +88,9 @@ def test_a_budget_stop_leaves_the_later_stages_for_the_next_run(monkeypatch, cap
     assert pipeline.run("smoke", force=True, concurrent=2) is False
     assert sorted(ran) == sorted(j.name for j in train)  # the figure waits for the next run
     assert "run the same command again" in capsys.readouterr().out
+    monkeypatch.delenv(budget.DEADLINE_ENV, raising=False)  # restored at teardown: later tests see no deadline
     with pytest.raises(SystemExit) as stopped:
         monkeypatch.setattr(pipeline, "run", lambda *args: False)
         pipeline.main(["--profile", "smoke", "--budget", "5"])
     assert stopped.value.code == pipeline.EXIT_BUDGET
+    assert budget.DEADLINE_ENV in os.environ
