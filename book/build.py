@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Output names of figures and tables, as ``earlyexit.core.plotting`` enforces them.
-OUTPUT = re.compile(r"""["']([AB]-(?:fig|table|sec)\d+[a-z]?-[a-z0-9-]+)["']""")
+OUTPUT = re.compile(r"""["']([AB]-(?:fig|table|sec|beyond)\d+[a-z]?-[a-z0-9-]+)["']""")
 PARTS = {"A": "Paper A: early exit prediction", "B": "Paper B: elastic inference (EINet)"}
 #: The reference pages of the book, Markdown in book/ (moved from the README's long sections).
 REFERENCE = ("profiles", "gpu", "ledger", "throughput", "durations", "library")
@@ -103,9 +103,9 @@ def landing(groups: dict[str, list[Path]], figures: Path) -> str:
 
 
 def _order(stem: str) -> tuple:
-    """Figures before tables, then by number: A-fig2 < A-fig10 < A-table1."""
-    kind, number = re.match(r"[AB]-(fig|table|sec)(\d+)", stem).groups()
-    return ("fig", "sec", "table").index(kind), int(number), stem
+    """Figures before tables, then by number, then what goes beyond the paper: A-fig2 < A-fig10 < A-table1 < B-beyond1."""
+    kind, number = re.match(r"[AB]-(fig|table|sec|beyond)(\d+)", stem).groups()
+    return ("fig", "sec", "table", "beyond").index(kind), int(number), stem
 
 
 def toc(groups: dict[str, list[Path]]) -> str:

@@ -110,6 +110,7 @@ def test_compare_runs_every_plan_and_reads_its_result_back(tmp_path):
         "EINet hybrid m=5",
         "EINet exact",
         "oracle + exact",
+        baselines.ROBUST,
     ]
     assert table.accuracy.between(0, 100).all() and (table.branches > 0).all()
     every = table.set_index("method").loc["static 100%"]

@@ -18,7 +18,7 @@ def test_every_claim_is_well_formed_and_has_a_unique_id():
     ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids))
     for c in claims.CLAIMS:
-        assert c.paper in ("A", "B") and c.id.startswith(f"{c.paper}-")
+        assert c.paper in claims.PAPERS and c.id.startswith(f"{c.paper}-")
         assert c.text and c.paper_value and c.rule and c.where
         assert (pipeline.ROOT / "figures" / f"{c.table}.csv").exists(), c.table
 

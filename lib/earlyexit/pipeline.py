@@ -26,8 +26,10 @@ import re
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,8 @@ from .nets.models import BUILDERS
 from .nets.multiexit import MultiExitNet
 from .paper_a import compression
 from .paper_b import baselines, msdnet_design, single_exit
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = "cpu"
@@ -157,19 +161,38 @@ def paper_b_models(profile: str, path: Path = ROOT / "pipeline.toml") -> list[tu
     return [(model, dataset) for model, dataset in matrix(profile, path) if recipe(model) == "B"]
 
 
+def _on_paper_b_models(
+    profile: str, artifact_root: str | Path, compute: Callable[[artifacts.Artifact, Path], T]
+) -> list[T]:
+    """``compute(artifact, derived_dir)`` on every model of :func:`paper_b_models`; a ValueError if there is none."""
+    out = [
+        compute(load_artifact(profile, m, d, artifact_root), derived_dir(profile, m, d, artifact_root))
+        for m, d in paper_b_models(profile)
+    ]
+    if not out:
+        raise ValueError(f"profile {profile!r} trains none of Paper B's models; add one to the train stage's matrix")
+    return out
+
+
 def paper_b_comparison(
     profile: str, setup: baselines.Setup = baselines.Setup(), artifact_root: str | Path = ROOT / "artifacts"
 ) -> pd.DataFrame:
     """:func:`baselines.compare` (uniform preemption) on every model of :func:`paper_b_models`, one table."""
-    tables = [
-        baselines.compare(
-            load_artifact(profile, m, d, artifact_root), derived_dir(profile, m, d, artifact_root), profile, setup
-        )
-        for m, d in paper_b_models(profile)
-    ]
-    if not tables:
-        raise ValueError(f"profile {profile!r} trains none of Paper B's models; add one to the train stage's matrix")
+    tables = _on_paper_b_models(
+        profile, artifact_root, lambda run, folder: baselines.compare(run, folder, profile, setup)
+    )
     return pd.concat(tables, ignore_index=True)
+
+
+def beyond_einet(
+    profile: str, setup: baselines.Setup = baselines.Setup(), artifact_root: str | Path = ROOT / "artifacts"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`baselines.beyond` (uniform preemption) on every model of :func:`paper_b_models`: the decompositions
+    and the spread sweeps, one table each."""
+    parts = _on_paper_b_models(
+        profile, artifact_root, lambda run, folder: baselines.beyond(run, folder, profile, setup)
+    )
+    return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
 
 
 def common_networks(

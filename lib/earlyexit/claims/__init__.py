@@ -3,7 +3,8 @@
 ``python -m earlyexit.claims --profile cpu`` prints the scoreboard; each figure notebook ends with the claims
 measured on its own table (:func:`report`); ``--write`` regenerates the README's scoreboard and the book's
 page of claims from the shipped ``cpu`` results. The registry is :data:`CLAIMS` (Paper A's in
-:mod:`.paper_a`, Paper B's in :mod:`.paper_b`); the verdict rules are in :mod:`.registry`.
+:mod:`.paper_a`, Paper B's in :mod:`.paper_b`, our own beyond them in :mod:`.beyond`); the verdict rules are in
+:mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from .. import pipeline
-from . import paper_a, paper_b
+from . import beyond, paper_a, paper_b
 from .registry import VERDICTS, Claim, Result, Tables
 
-CLAIMS: list[Claim] = [*paper_a.CLAIMS, *paper_b.CLAIMS]
+CLAIMS: list[Claim] = [*paper_a.CLAIMS, *paper_b.CLAIMS, *beyond.CLAIMS]
 COLUMNS = ["id", "paper", "where", "claim", "paper_says", "ours", "verdict", "diagnosis", "rule", "table"]
+PAPERS = {"A": "Paper A", "B": "Paper B", "ours": "Beyond the papers"}
+"""The heading of each claim's ``paper`` (our own claims, :mod:`.beyond`, are ``"ours"``)."""
 README_MARKERS = ("<!-- claims:begin (python -m earlyexit.claims --write) -->", "<!-- claims:end -->")
 
 
@@ -54,7 +57,7 @@ def report(
 ) -> str:
     """A figure notebook's closing table: the claims it shows (by result table), as plain text."""
     df = evaluate(tables(profile, figures_dir, artifact_root), tuple(shown))
-    lines = [f"{len(df)} claims of the paper, measured on the {profile} profile's results:"]
+    lines = [f"{len(df)} claims, measured on the {profile} profile's results:"]
     for row in df.itertuples():
         lines += [
             f"\n[{row.verdict}] {row.id} ({row.where}): {row.claim}",
@@ -68,8 +71,9 @@ def report(
 
 def counts(df: pd.DataFrame) -> pd.DataFrame:
     """Claims per verdict and paper."""
-    table = pd.crosstab(df.paper.map({"A": "Paper A", "B": "Paper B"}), df.verdict)
+    table = pd.crosstab(df.paper.map(PAPERS), df.verdict)
     table = table.reindex(columns=[v for v in VERDICTS if v in table.columns], fill_value=0)
+    table = table.reindex([p for p in PAPERS.values() if p in table.index])  # the papers first, ours last
     table["claims"] = table.sum(axis=1)
     return table
 
@@ -116,7 +120,7 @@ def page(df: pd.DataFrame, profile: str) -> str:
         counts(df).reset_index().rename(columns={"paper": ""}).to_markdown(index=False),
     ]
     for paper_id, part in df.groupby("paper"):
-        lines += ["", f"## Paper {paper_id}", ""]
+        lines += ["", f"## {PAPERS[paper_id]}", ""]
         for r in part.itertuples():
             nb = owners.get(r.table)
             link = f"[{nb.removesuffix('.ipynb')}](notebooks/{nb})" if nb else r.table

@@ -1,6 +1,7 @@
 """One plotting style and one way to write figures and tables, named after the paper item.
 
-Outputs are named ``<A|B>-<fig|table|sec><N>-<what>`` (``sec`` for numbers a section's text prints); every table is written as CSV (with the columns
+Outputs are named ``<A|B>-<fig|table|sec|beyond><N>-<what>`` (``sec`` for numbers a section's text prints,
+``beyond`` for our own study beyond the paper); every table is written as CSV (with the columns
 ``paper`` and ``ours`` beside its identifying columns) and as Markdown, every figure as PNG with the
 profile that produced it written in its corner.
 """
@@ -18,7 +19,7 @@ import seaborn as sns
 
 from . import files
 
-NAME = re.compile(r"^[AB]-(fig|table|sec)\d+[a-z]?-[a-z0-9-]+$")
+NAME = re.compile(r"^[AB]-(fig|table|sec|beyond)\d+[a-z]?-[a-z0-9-]+$")
 
 
 def setup() -> None:

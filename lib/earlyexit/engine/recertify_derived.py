@@ -44,7 +44,9 @@ KEY_ROOTS = {
         "earlyexit.paper_b.elastic:simulate",
         "earlyexit.paper_b.elastic:Dynamic",
         "earlyexit.paper_b.elastic:Oracle",
+        "earlyexit.paper_b.robust:choose",
     ),
+    "beyond": ("earlyexit.paper_b.baselines:beyond",),
 }
 #: Replays: the functions each exercises, and the code it runs (printing one digest of everything computed).
 REPLAYS = {
@@ -71,6 +73,21 @@ with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
     conf = f["train_conf"][:400]
 model, losses = predictor.train_predictor(conf, epochs=2, seed=0, progress=False)
 add(losses, model.state_dict())
+""",
+    ),
+    "elastic-simulation": (
+        ("earlyexit.paper_b.elastic:simulate", "earlyexit.paper_b.elastic:Dynamic"),
+        """
+from earlyexit.paper_b import elastic
+with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
+    conf, correct = f["test_conf"][:300], f["test_correct"][:300]
+    tc, tb = f["et_tc"].mean(0), f["et_tb"].mean(0)
+cs, _ = predictor.train_predictor(conf[::2], epochs=1, seed=0, progress=False)
+plans = [elastic.Dynamic(cs, "hybrid", m=3), elastic.Dynamic(cs, "exact"), elastic.Dynamic(elastic.Oracle(), "exact")]
+for policy in [*plans, elastic.Threshold(0.7), np.ones(conf.shape[1], dtype=bool)]:
+    for law in (elastic.Preemption(), elastic.Preemption.gaussian(0.5)):
+        r = elastic.simulate(tc, tb, conf[1::2], correct[1::2], policy, law, runs=2, seed=1, progress=False)
+        add(r.run_accuracy.tolist(), r.accuracy, r.branches, r.decisions)
 """,
     ),
 }

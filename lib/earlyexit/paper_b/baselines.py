@@ -9,6 +9,8 @@
 * **Dynamic plans** (Fig. 9): confidence thresholds (:class:`elastic.Threshold`) and EINet with random
   search; EINet itself with hybrid search, and beside it the exact planner and the oracle scores of
   the diagnosis (:class:`elastic.Oracle`).
+* **The robust planner** (beyond the paper, :func:`.robust.choose`): EINet's planner on calibrated scores
+  shrunk toward the population profile, its weight chosen on the fitting half; family ``robust``.
 
 Samples: the CS-Predictor (and the average accuracy profile of the optimal static plan) come from
 the even-indexed half of the test CS-profile, every plan is scored on the odd half
@@ -27,7 +29,10 @@ import pandas as pd
 from ..core.fingerprint import fingerprint
 from ..engine import derived
 from ..engine.artifacts import Artifact
-from . import elastic, predictor, search
+from . import elastic, predictor, robust, search
+
+ROBUST = "robust (ours)"
+"""The robust planner's row in :func:`compare`."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ def policies(
     out[f"EINet hybrid m={setup.m}"] = ("EINet", elastic.Dynamic(cs, "hybrid", m=setup.m))
     out["EINet exact"] = ("diagnosis", elastic.Dynamic(cs, "exact"))
     out["oracle + exact"] = ("diagnosis", elastic.Dynamic(elastic.Oracle(), "exact"))
+    held_out = run["test_conf"][fit], run["test_correct"][fit]
+    out[ROBUST] = ("robust", robust.choose(tc, tb, *held_out, cs, preemption, setup.runs, setup.seed).policy)
     return out
 
 
@@ -144,3 +151,47 @@ def compare(
         "code": fingerprint(compare),
     }
     return derived.frame(Path(derived_dir) / f"comparison-{preemption.kind}.csv", key, compute)
+
+
+SIGMAS = (0.05, 0.1, 0.2, 0.4)
+"""Std of the noise added to the true confidences in :func:`beyond`'s spread sweep."""
+
+
+def beyond(
+    run: Artifact,
+    derived_dir: str | Path,
+    profile: str,
+    setup: Setup = Setup(),
+    preemption: elastic.Preemption = elastic.Preemption(),
+    sigmas: tuple[float, ...] = SIGMAS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Beyond the paper (:mod:`.robust`) on one model: EINet's gap to the optimal static plan decomposed
+    (:func:`.robust.decompose`) and the clairvoyant planner's spread sweep (:func:`.robust.spread_sweep`), fitted
+    on the fitting half and scored on the other, kept in ``derived_dir``."""
+    params = run.manifest["params"]
+    tc, tb = elastic.et_means(run)
+    fit, scored = halves(len(run["test_conf"]))
+    held_out = run["test_conf"][fit], run["test_correct"][fit]
+    test = run["test_conf"][scored], run["test_correct"][scored]
+    names = {"model": params["model"], "dataset": params["dataset"]}
+    key = {
+        "artifact": derived.artifact_key(run),
+        "setup": asdict(setup),
+        "preemption": asdict(preemption),
+        "sigmas": list(sigmas),
+        "code": fingerprint(beyond),
+    }
+
+    def parts() -> pd.DataFrame:
+        cs, _ = cs_predictor(run, derived_dir, profile, setup.seed)
+        return robust.decompose(tc, tb, held_out, test, cs, preemption, setup.m, setup.runs, setup.seed).assign(**names)
+
+    def sweep() -> pd.DataFrame:
+        static, _ = optimal_static_plan(tc, tb, held_out[1].mean(0), preemption)
+        return robust.spread_sweep(tc, tb, test, static, sigmas, preemption, setup.runs, setup.seed).assign(**names)
+
+    folder = Path(derived_dir)
+    return (
+        derived.frame(folder / f"beyond-decomposition-{preemption.kind}.csv", key, parts),
+        derived.frame(folder / f"beyond-sweep-{preemption.kind}.csv", key, sweep),
+    )

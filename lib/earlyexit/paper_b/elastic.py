@@ -40,6 +40,7 @@ from ..core import checks, data
 from ..engine.artifacts import Artifact
 from ..nets.multiexit import MultiExitNet
 from . import search
+from .calibration import Shrinkage
 from .predictor import CachedPredictor, CSPredictor
 
 __all__ = [
@@ -223,13 +224,16 @@ class Dynamic:
     docstring). ``search``: ``"hybrid"`` (Algorithm 2 with ``m``), ``"greedy"``, ``"random"`` (best
     of ``k`` random plans, §VI-C3) or ``"exact"``. ``m`` is at most :data:`search.ENUM_MAX_EXITS`; a
     re-planning problem with fewer exits left than ``m`` enumerates all of them (each decision costs
-    ``2**min(m, exits left)`` plan evaluations).
+    ``2**min(m, exits left)`` plan evaluations). ``scores`` (beyond the paper, :mod:`.robust`): a
+    :class:`.calibration.Shrinkage` applied to every score the search sees (the prior or first scores, the
+    predicted ``O'`` and the latest produced score); None plans on the scores as they are, as EINet does.
     """
 
     predictor: CSPredictor | Oracle
     search: str = "hybrid"
     m: int = 5
     k: int = 10_000
+    scores: Shrinkage | None = None
 
     @property
     def oracle(self) -> bool:
@@ -246,6 +250,8 @@ class Dynamic:
             raise ValueError(f"search must be hybrid, greedy, random or exact, got {self.search!r}")
         search._int_in("m", self.m, 0, search.ENUM_MAX_EXITS, "exits enumerated per decision; 2**m plans each")
         search._int_in("k", self.k, 1, 10**7, "random plans per decision")
+        if self.scores is not None and not isinstance(self.scores, Shrinkage):
+            raise TypeError(f"scores must be a calibration.Shrinkage or None, got {type(self.scores).__name__}")
 
 
 @dataclass(frozen=True)
@@ -290,11 +296,15 @@ class _Planner:
         the sample's true scores ``conf`` (:class:`Oracle`)."""
         if conf is None:
             conf = self.policy.predictor.prior.numpy().astype(np.float64)
+        if self.policy.scores is not None:
+            conf = self.policy.scores(conf)
         return self._search(self.tc, self.tb, np.clip(conf, 0.0, 1.0), 0.0, self.grid)
 
     def replan(self, k: int, t_now: float, c_now: float, pred: np.ndarray) -> np.ndarray:
         """Plan of exits ``k+1 ..`` after exit ``k`` produced ``c_now`` at ``t_now``; ``pred`` = O'."""
         start = time.perf_counter()
+        if self.policy.scores is not None:
+            pred, c_now = self.policy.scores(pred), self.policy.scores.at(k, c_now)
         tc, tb, conf, grid = suffix_problem(self.tc, self.tb, np.clip(pred, 0.0, 1.0), k, t_now, self.grid)
         if tc.sum() + tb.sum() > 0:
             plan = self._search(tc, tb, conf, float(c_now), grid)[:-1]
@@ -310,11 +320,12 @@ class _Planner:
 
 @dataclass(frozen=True)
 class SimResult:
-    """Outcome of :func:`simulate`: accuracy per run and overall, executed branches (exits produced
-    by the preemption time, mean per sample), the re-planning decisions of the runs to ``T`` and the
-    mean seconds per decision of the search and of the (batched) CS-Predictor."""
+    """Outcome of :func:`simulate`: accuracy per run, per sample (its share of runs right) and overall,
+    executed branches (exits produced by the preemption time, mean per sample), the re-planning decisions of
+    the runs to ``T`` and the mean seconds per decision of the search and of the (batched) CS-Predictor."""
 
     run_accuracy: np.ndarray
+    sample_accuracy: np.ndarray
     accuracy: float
     branches: float
     decisions: int
@@ -427,16 +438,23 @@ def simulate(
         decisions, search_s, predict_s = 0, 0.0, 0.0
     out_t = np.minimum(out_t, total)  # the last output is at T up to rounding of the cumulative sum
     rng = np.random.default_rng(seed)
-    accuracy, branches = np.empty(runs), np.empty(runs)
+    accuracy, branches, hits = np.empty(runs), np.empty(runs), np.zeros(samples)
     for r in tqdm(range(runs), desc="runs", disable=not progress):
         tau = preemption.sample(rng, total, samples)
         produced = out_t <= tau[:, None]
         latest = n - 1 - np.argmax(produced[:, ::-1], axis=1)
         hit = produced.any(1) & correct[np.arange(samples), latest]
         accuracy[r], branches[r] = hit.mean(), produced.sum(1).mean()
+        hits += hit
     per = max(decisions, 1)
     return SimResult(
-        accuracy, float(accuracy.mean()), float(branches.mean()), decisions, search_s / per, predict_s / per
+        accuracy,
+        hits / runs,
+        float(accuracy.mean()),
+        float(branches.mean()),
+        decisions,
+        search_s / per,
+        predict_s / per,
     )
 
 
