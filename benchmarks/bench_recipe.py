@@ -34,8 +34,6 @@ import contextlib
 import copy
 import json
 import math
-import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,21 +228,6 @@ def test_accuracy(model: MultiExitNet, ds: data.Dataset, rows: Tensor, progress:
     return (100 * (probs.argmax(-1) == ds.y_test[rows, None]).double().mean(0)).tolist()
 
 
-def cpu_kind(cpu: hardware.CPU | None = None) -> str:
-    """A file-name slug of this machine's CPU kind, as the training benchmarks are named (amd-epyc-avx512bf16-2core)."""
-    cpu = cpu or hardware.cpu_info()
-    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.model.lower())
-    isa = ""
-    if "amx_bf16" in cpu.flags:
-        isa = "amx"
-    elif "avx512_bf16" in cpu.flags:
-        isa = "avx512bf16" + ("-no-amx" if cpu.vendor == "GenuineIntel" else "")
-    elif "bf16" in cpu.flags:
-        isa = "bf16"
-    parts = (re.sub(r"[^a-z0-9]+", "-", name).strip("-"), isa, f"{os.cpu_count()}core")
-    return "-".join(p for p in parts if p)
-
-
 def _stem(arm: str, kind: str, subset: int | None) -> str:
     return f"{arm}-{kind}" + (f"-subset{subset}" if subset else "")
 
@@ -300,7 +283,7 @@ def run_arm(
             "epoch_px": plan,
         },
         "cpu": cpu.model,
-        "cpu_kind": cpu_kind(cpu),
+        "cpu_kind": hardware.cpu_kind(cpu),
         "native_bf16": cpu.native_bf16,
         "precision": precision,
         "torch": torch.__version__,
@@ -414,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-steps", type=int, default=3, help="timed steps per resolution (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the docstring)")
     parser.add_argument("--summary", action="store_true", help="only write the summary of the four arms")
-    parser.add_argument("--kind", default=cpu_kind(), help="CPU kind to summarise (default: this machine's)")
+    parser.add_argument("--kind", default=hardware.cpu_kind(), help="CPU kind to summarise (default: this machine's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if not args.summary and args.arm is None:

@@ -121,3 +121,21 @@ def test_compare_runs_every_plan_and_reads_its_result_back(tmp_path):
     again = baselines.compare(run, tmp_path, "smoke", setup)
     pd_equal = again.equals(table)
     assert pd_equal
+
+
+def test_predictor_study_trains_two_plateau_predictors_and_reports_how(tmp_path):
+    tc, tb, conf, correct = cs_profile(200, 4, 8)
+    arrays = {"test_conf": conf, "test_correct": correct, "et_tc": tc[None], "et_tb": tb[None],
+              "train_conf": cs_profile(600, 4, 9)[2]}  # fmt: skip
+    manifest = {"params": {"model": "tiny", "dataset": "cifar10"}, "data_sha256": "d", "npz_sha256": "n"}
+    run = Artifact(arrays, manifest)
+    table = baselines.predictor_study(run, tmp_path, "smoke", baselines.Setup(runs=2)).set_index("predictor")
+    assert list(table.index) == [baselines.TODAY, "test half, to plateau", "training split, to plateau"]
+    assert list(table.samples) == [100, 100, 600]
+    assert table.loc[baselines.TODAY, "stopped"] == "fixed passes" and np.isnan(
+        table.loc[baselines.TODAY, "validation error"]
+    )
+    assert set(table.stopped.iloc[1:]) <= {"plateau", "row cap"} and (table["rows"].iloc[1:] <= 10_000).all()
+    assert (table.error > 0).all() and table.error.nunique() == 3
+    assert {p.name for p in tmp_path.glob("cs-predictor*.npz")} == {
+        "cs-predictor.npz", "cs-predictor-plateau.npz", "cs-predictor-plateau-train.npz"}  # fmt: skip

@@ -534,3 +534,22 @@ def test_canonical_source_writes_f_strings_as_calls_whatever_their_quotes():
         tree = ast.parse(source)
         assert fingerprint.canonical_source(tree) == expected
         assert ast.unparse(tree).startswith("x = f")  # the tree itself is left as it was
+
+
+def test_a_source_file_edited_after_the_process_started_is_refused():
+    """Its text is no longer the running code (a shifted line would even hash the wrong lines)."""
+    import time
+
+    from earlyexit.core.fingerprint import FingerprintError, fingerprint
+    from earlyexit.paper_b import calibration
+
+    before = fingerprint(calibration.fit_isotonic)
+    path = calibration.__file__
+    stat = os.stat(path)
+    try:
+        os.utime(path, ns=(stat.st_atime_ns, time.time_ns() + 10**9))
+        with pytest.raises(FingerprintError, match="changed on disk after this process started"):
+            fingerprint(calibration.fit_isotonic)
+    finally:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(calibration.fit_isotonic) == before

@@ -53,6 +53,22 @@ def test_cpu_description_decides_the_automatic_precision(tmp_path, text, model, 
     assert hardware.resolve_precision("bf16", cpu_dev, cpu) == "bf16"
 
 
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        (XEON, "intel-xeon-platinum-8488c-amx"),
+        (XEON_WITHOUT_AMX, "intel-xeon-avx512bf16-no-amx"),
+        (ZEN4, "amd-epyc-9r14-avx512bf16"),
+        (EPYC, "amd-epyc"),
+    ],
+)
+def test_the_cpu_kind_names_the_model_and_its_bf16_instructions(tmp_path, monkeypatch, text, kind):
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    assert hardware.cpu_kind(hardware.cpu_info(path)) == f"{kind}-2core"
+
+
 def test_unreadable_cpu_description_means_no_native_bf16(tmp_path):
     cpu = hardware.cpu_info(tmp_path / "missing")
     assert not cpu.native_bf16 and cpu.model

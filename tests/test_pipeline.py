@@ -402,3 +402,15 @@ def test_every_shipped_job_and_figure_is_current():
     """What a fresh clone's `pipeline --profile cpu --list` reports: nothing to train, no figure to rerun."""
     stale = {job.name: why for job in pipeline.jobs("cpu") if (why := pipeline.why_run(job, "cpu")) is not None}
     assert stale == {}, "run `python -m earlyexit.pipeline --profile cpu` and commit what it changes"
+
+
+def test_an_executed_notebook_records_the_machine_its_duration_was_measured_on(tmp_path):
+    from earlyexit.core import hardware
+
+    path = tmp_path / "run.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata["papermill"] = {"duration": 1.5}
+    nbformat.write(nb, path)
+    pipeline._record_machine(path)
+    meta = nbformat.read(path, as_version=4).metadata
+    assert meta["earlyexit"]["machine"] == hardware.cpu_kind() and meta["papermill"]["duration"] == 1.5

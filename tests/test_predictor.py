@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_measure_activation_cache_reports_table3_fields():
     )
 
 
-def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path, monkeypatch):
+def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path):
     conf = np.random.default_rng(0).uniform(0, 1, (50, 3)).astype(np.float32)
     path = tmp_path / "cs.npz"
     trained, losses = P.fit_or_load(conf, path, epochs=1, seed=3, progress=False)
@@ -131,10 +132,57 @@ def test_fit_or_load_reuses_a_stored_predictor_only_for_the_same_inputs(tmp_path
         calls.append(k)
         return real(*a, **k)
 
-    monkeypatch.setattr(P, "train_predictor", spy)
-    loaded, again = P.fit_or_load(conf, path, epochs=1, seed=3, progress=False)
+    loaded, again = P.fit_or_load(conf, path, spy, epochs=1, seed=3, progress=False)
     assert calls == [] and again == losses
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
-    P.fit_or_load(conf, path, epochs=1, seed=4, progress=False)
-    P.fit_or_load(conf[:40], path, epochs=1, seed=4, progress=False)
+    P.fit_or_load(conf, path, spy, epochs=1, seed=4, progress=False)
+    P.fit_or_load(conf[:40], path, spy, epochs=1, seed=4, progress=False)
     assert len(calls) == 2
+
+
+@functools.cache
+def real_profile() -> np.ndarray:
+    """A slice of a shipped CS-profile (MSDNet-21 on CIFAR-10, 21 exits)."""
+    with np.load(Path(__file__).resolve().parents[1] / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
+        return f["train_conf"][:500]
+
+
+PLATEAU = {"hidden": (32, 16), "check_rows": 1_000, "max_rows": 60_000, "progress": False}
+
+
+def test_split_validation_holds_out_a_seeded_disjoint_share():
+    fit, held = P.split_validation(100, 0.2, 0)
+    assert len(held) == 20 and not set(fit) & set(held) and sorted([*fit, *held]) == list(range(100))
+    np.testing.assert_array_equal(held, P.split_validation(100, 0.2, 0)[1])
+    assert not np.array_equal(held, P.split_validation(100, 0.2, 1)[1])
+    with pytest.raises(ValueError, match="validation fraction"):
+        P.split_validation(100, 1.0, 0)
+
+
+def test_train_to_plateau_returns_its_best_check_and_stops_after_its_cuts():
+    conf = real_profile()
+    state = torch.random.get_rng_state()
+    model, history = P.train_to_plateau(conf, **PLATEAU)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is untouched
+    table = np.asarray(history)
+    assert table.shape[1] == len(P.PLATEAU_COLUMNS)
+    np.testing.assert_array_equal(table[:, 0], 1_000 * np.arange(1, len(table) + 1))
+    assert P.stopped(history) == "plateau" and table[-1, 0] < PLATEAU["max_rows"]
+    assert table[-1, 3] == pytest.approx(0.05 * 0.1**3)  # stopped at the third cut
+    _, held = P.split_validation(len(conf), 0.2, 0)
+    assert P.eq3_loss(model, conf[held]) == pytest.approx(table[:, 2].min(), rel=1e-5)
+    again, _ = P.train_to_plateau(conf, **PLATEAU)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_train_to_plateau_says_when_the_row_cap_stopped_it():
+    _, history = P.train_to_plateau(real_profile(), **(PLATEAU | {"max_rows": 3_000}))
+    assert len(history) == 3 and P.stopped(history) == "row cap"
+
+
+def test_fit_or_load_keeps_a_plateau_predictor_with_its_history(tmp_path):
+    conf = real_profile()
+    model, history = P.fit_or_load(conf, tmp_path / "cs.npz", P.train_to_plateau, **PLATEAU)
+    again, stored = P.fit_or_load(conf, tmp_path / "cs.npz", P.train_to_plateau, **PLATEAU)
+    assert stored == history and np.asarray(stored).shape[1] == len(P.PLATEAU_COLUMNS)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

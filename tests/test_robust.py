@@ -160,3 +160,16 @@ def test_the_explorer_draws_one_step_per_output():
     explorer.draw(ax, tc, tb, conf[0], plan, elastic.Preemption(), "plan", "C0")
     assert len(ax.collections) == 2 * (plan.sum() + 1)  # a shaded area and a level per interval
     plt.close(fig)
+
+
+def test_compare_predictors_agrees_with_the_decomposition_for_the_same_predictor(fitted):
+    tc, tb, conf, correct, fit, scored, cs = fitted
+    held_out, test = (conf[fit], correct[fit]), (conf[scored], correct[scored])
+    other, _ = predictor.train_predictor(conf[fit], epochs=1, seed=1, progress=False)
+    table = robust.compare_predictors(tc, tb, held_out, test, {"a": cs, "b": other}, runs=2).set_index("predictor")
+    parts = robust.decompose(tc, tb, held_out, test, cs, runs=2).set_index("plan")
+    assert table.loc["a", "hybrid gain"] == pytest.approx(parts.loc["EINet hybrid m=5", "gain"], abs=1e-9)
+    assert table.loc["a", "exact gain"] == pytest.approx(parts.loc["EINet exact", "gain"], abs=1e-9)
+    assert table.loc["a", "part gain"] == pytest.approx(parts.loc["component: predictor", "gain"], abs=1e-9)
+    assert table.loc["a", "error"] == pytest.approx(predictor.eq3_loss(cs, conf[scored]))
+    assert table.loc["a", "error"] != table.loc["b", "error"]

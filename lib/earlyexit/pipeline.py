@@ -34,7 +34,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from .core import data, files, fingerprint, paper
+from .core import data, files, fingerprint, hardware, paper
 from .engine import artifacts, budget, parallel, pruning, resident, train_stage, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
@@ -193,6 +193,17 @@ def beyond_einet(
         profile, artifact_root, lambda run, folder: baselines.beyond(run, folder, profile, setup)
     )
     return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
+
+
+def beyond_predictors(
+    profile: str, setup: baselines.Setup = baselines.Setup(), artifact_root: str | Path = ROOT / "artifacts"
+) -> pd.DataFrame:
+    """:func:`baselines.predictor_study` (uniform preemption) on every model of :func:`paper_b_models`: today's
+    CS-Predictor against two trained to their validation plateau, one table."""
+    tables = _on_paper_b_models(
+        profile, artifact_root, lambda run, folder: baselines.predictor_study(run, folder, profile, setup)
+    )
+    return pd.concat(tables, ignore_index=True)
 
 
 def common_networks(
@@ -653,6 +664,7 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
             f"is {interrupted.relative_to(ROOT)}. Run the pipeline again to "
             "continue (training resumes from its last checkpoint)."
         ) from None
+    _record_machine(running)
     running.replace(copy)
     failed.unlink(missing_ok=True)
     interrupted.unlink(missing_ok=True)
@@ -660,6 +672,16 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
         files.atomic_write(job.notebook, lambda f: f.write(copy.read_bytes()))
     if job.kind == "figure":
         _write_stamp(job, profile)
+
+
+def _record_machine(executed: Path) -> None:
+    """Write the CPU kind (:func:`hardware.cpu_kind`) into an executed notebook's metadata, beside papermill's
+    duration, so that :func:`durations_table` says where each time was measured."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["earlyexit"] = {"machine": hardware.cpu_kind()}
+    nbformat.write(nb, executed)
 
 
 def _mark_interrupted(copy: Path, target: Path) -> None:
@@ -736,20 +758,19 @@ def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None)
 
 
 def durations_table(profile: str) -> str:
-    """Markdown table of the last papermill run time of every figure notebook of ``profile``."""
+    """Markdown table of the last papermill run time of every figure notebook of ``profile``, with the machine
+    it ran on (:func:`_record_machine`)."""
     rows, total = [], 0.0
     for job in jobs(profile):
         if job.kind != "figure":
             continue
         executed = job.notebook if profile == DEFAULT_PROFILE else ROOT / "runs" / profile / f"{job.name}.ipynb"
-        seconds = (
-            json.loads(executed.read_text())["metadata"].get("papermill", {}).get("duration")
-            if executed.exists()
-            else None
-        )
+        meta = json.loads(executed.read_text())["metadata"] if executed.exists() else {}
+        seconds = meta.get("papermill", {}).get("duration")
+        machine = meta.get("earlyexit", {}).get("machine", "not recorded")
         total += seconds or 0.0
-        rows.append(f"| `{job.notebook.stem}` | {'not run' if seconds is None else f'{seconds:.1f}'} |")
-    return "\n".join(["| notebook | seconds |", "|---|---|", *rows, f"| **all** | **{total:.1f}** |"])
+        rows.append(f"| `{job.notebook.stem}` | {'not run' if seconds is None else f'{seconds:.1f}'} | {machine} |")
+    return "\n".join(["| notebook | seconds | machine |", "|---|---|---|", *rows, f"| **all** | **{total:.1f}** | |"])
 
 
 def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:

@@ -28,6 +28,10 @@ Anything else in reached code changes the fingerprint: logic, numbers and string
 class attributes, bases, decorators, code reached through any number of calls. Two different reached objects with
 the same name appear in ``closure()`` as ``name`` and ``name#2`` (in discovery order); the hash does not use keys.
 
+A process fingerprints the code it runs, read back from its source files: a file of this package edited after the
+process started is refused (:class:`FingerprintError`), as its text would no longer be the running code (a
+shifted line number would even hash the wrong lines). Restart the process, or the notebook's kernel.
+
 Not seen: what code reaches only dynamically (``getattr`` by string, objects passed in as arguments, methods of
 instances whose class the reached code never names) and module-level statements that bind no name (registrations).
 Names in annotations are followed like any other. A package module imported lazily inside a reached function is
@@ -44,8 +48,10 @@ import importlib
 import importlib.util
 import inspect
 import linecache
+import os
 import sys
 import textwrap
+import time
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -76,7 +82,24 @@ _DROPPED = object()
 
 
 class FingerprintError(ValueError):
-    """A root that cannot be fingerprinted: no source, or not a function, class, module, partial or constant."""
+    """A root that cannot be fingerprinted: no source, not a function, class, module, partial or constant, or source
+    edited since the process started."""
+
+
+_STARTED_NS = time.time_ns()
+"""When this process imported the package: a source file of it modified later is not the code that runs."""
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _as_running(filename: str) -> str:
+    """``filename``, refused if it is a source file of this package modified after this process started."""
+    path = os.path.abspath(filename)
+    if path.startswith(_PACKAGE_DIR + os.sep) and os.stat(path).st_mtime_ns > _STARTED_NS:
+        raise FingerprintError(
+            f"{path} changed on disk after this process started: its text is no longer the code that runs here, so "
+            "its fingerprint would be wrong. Restart the process (in Jupyter: restart the kernel)."
+        )
+    return filename
 
 
 def bookkeeping(obj: _T) -> _T:
@@ -562,12 +585,14 @@ def _module_source(module: types.ModuleType) -> str:
     filename = getattr(module, "__file__", None)
     if not filename:
         return ""
-    linecache.checkcache(filename)
+    linecache.checkcache(_as_running(filename))
     return "".join(linecache.getlines(filename, vars(module)))
 
 
 def _parsed_source(code: Any) -> _Located:
     try:
+        if filename := inspect.getsourcefile(code):
+            _as_running(filename)
         source = textwrap.dedent(inspect.getsource(code))
         return ast.parse(source).body[0], source.splitlines(keepends=True)
     except (OSError, TypeError, SyntaxError) as err:

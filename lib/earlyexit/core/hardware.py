@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,23 @@ def resolve_precision(precision: str, device: torch.device, cpu: CPU | None = No
 def device() -> torch.device:
     """CUDA when available (the ``paper`` profile on a GPU), else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@bookkeeping
+def cpu_kind(cpu: CPU | None = None) -> str:
+    """A slug of this machine's CPU kind, as benchmark results are named and figure runs record it
+    (``amd-epyc-avx512bf16-2core``): the model name, the bf16 instructions it has, the cores."""
+    cpu = cpu or cpu_info()
+    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.model.lower())
+    isa = ""
+    if "amx_bf16" in cpu.flags:
+        isa = "amx"
+    elif "avx512_bf16" in cpu.flags:
+        isa = "avx512bf16" + ("-no-amx" if cpu.vendor == "GenuineIntel" else "")
+    elif "bf16" in cpu.flags:
+        isa = "bf16"
+    parts = (re.sub(r"[^a-z0-9]+", "-", name).strip("-"), isa, f"{os.cpu_count()}core")
+    return "-".join(p for p in parts if p)
 
 
 @bookkeeping

@@ -47,6 +47,8 @@ KEY_ROOTS = {
         "earlyexit.paper_b.robust:choose",
     ),
     "beyond": ("earlyexit.paper_b.baselines:beyond",),
+    "cs-plateau": ("earlyexit.paper_b.predictor:train_to_plateau",),
+    "beyond-predictors": ("earlyexit.paper_b.baselines:predictor_study",),
 }
 #: Replays: the functions each exercises, and the code it runs (printing one digest of everything computed).
 REPLAYS = {
@@ -73,6 +75,18 @@ with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
     conf = f["train_conf"][:400]
 model, losses = predictor.train_predictor(conf, epochs=2, seed=0, progress=False)
 add(losses, model.state_dict())
+""",
+    ),
+    "cs-predictor-store": (
+        ("earlyexit.paper_b.predictor:fit_or_load",),
+        """
+import tempfile
+with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
+    conf = f["train_conf"][:400]
+with tempfile.TemporaryDirectory() as tmp:
+    for _ in range(2):  # trained and stored, then read back
+        model, losses = predictor.fit_or_load(conf, pathlib.Path(tmp) / "cs.npz", epochs=1, seed=0, progress=False)
+        add(losses, model.state_dict())
 """,
     ),
     "elastic-simulation": (

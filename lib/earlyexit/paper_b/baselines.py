@@ -89,6 +89,50 @@ def cs_predictor(
     )
 
 
+TODAY = "test half, one pass"
+"""The CS-Predictor every figure uses (:func:`cs_predictor`), by its name in :func:`predictor_study`."""
+
+
+def _plateau_sources(run: Artifact) -> dict[str, tuple[np.ndarray, str, float]]:
+    """Name -> (CS-profile fitted on, file in the derived folder, validation share) of :func:`plateau_predictors`."""
+    fit, _ = halves(len(run["test_conf"]))
+    return {
+        "test half, to plateau": (run["test_conf"][fit], "cs-predictor-plateau.npz", 0.2),
+        "training split, to plateau": (run["train_conf"], "cs-predictor-plateau-train.npz", 0.05),
+    }
+
+
+def plateau_predictors(
+    run: Artifact, derived_dir: str | Path, profile: str, seed: int = 0
+) -> dict[str, tuple[predictor.CSPredictor, list]]:
+    """The model's CS-Predictors trained to their validation plateau (:func:`predictor.train_to_plateau`), kept in
+    ``derived_dir``: on the fitting half of the test CS-profile (as :func:`cs_predictor`) and on the training
+    split's CS-profile (ten times the samples, a twentieth held out); short in the smoke profile."""
+    limits = {"check_rows": 2_000, "max_rows": 10_000} if profile == "smoke" else {}
+    return {
+        name: predictor.fit_or_load(
+            conf, Path(derived_dir) / file, predictor.train_to_plateau, validation=share, seed=seed, progress=False,
+            **limits,
+        )
+        for name, (conf, file, share) in _plateau_sources(run).items()
+    }  # fmt: skip
+
+
+def _training(history: list, conf: np.ndarray) -> dict:
+    """How one predictor of :func:`predictor_study` was trained: samples and rows seen, how it stopped, its best
+    validation error (:func:`predictor.train_to_plateau`'s history; a list of epoch losses is fixed passes)."""
+    samples, n = np.shape(conf)
+    if np.ndim(history) == 1:
+        return {"samples": samples, "rows": len(history) * samples * (n - 1), "stopped": "fixed passes"}
+    rows, _, validation, _ = np.asarray(history).T
+    return {
+        "samples": samples,
+        "rows": rows[-1],
+        "stopped": predictor.stopped(history),
+        "validation error": validation.min(),
+    }
+
+
 def policies(
     run: Artifact, cs: predictor.CSPredictor, setup: Setup, preemption: elastic.Preemption
 ) -> dict[str, tuple[str, object]]:
@@ -151,6 +195,39 @@ def compare(
         "code": fingerprint(compare),
     }
     return derived.frame(Path(derived_dir) / f"comparison-{preemption.kind}.csv", key, compute)
+
+
+def predictor_study(
+    run: Artifact,
+    derived_dir: str | Path,
+    profile: str,
+    setup: Setup = Setup(),
+    preemption: elastic.Preemption = elastic.Preemption(),
+) -> pd.DataFrame:
+    """Beyond the paper: today's CS-Predictor against the two of :func:`plateau_predictors`, on the scored half
+    (:func:`.robust.compare_predictors`), with how each was trained, kept in ``derived_dir``."""
+    params = run.manifest["params"]
+    tc, tb = elastic.et_means(run)
+    fit, scored = halves(len(run["test_conf"]))
+    key = {
+        "artifact": derived.artifact_key(run),
+        "setup": asdict(setup),
+        "preemption": asdict(preemption),
+        "code": fingerprint(predictor_study),
+    }
+
+    def compute() -> pd.DataFrame:
+        trained = {TODAY: cs_predictor(run, derived_dir, profile, setup.seed)}
+        trained |= plateau_predictors(run, derived_dir, profile, setup.seed)
+        fitted_on = {TODAY: run["test_conf"][fit]} | {k: v[0] for k, v in _plateau_sources(run).items()}
+        held_out = run["test_conf"][fit], run["test_correct"][fit]
+        test = run["test_conf"][scored], run["test_correct"][scored]
+        models = {name: model for name, (model, _) in trained.items()}
+        table = robust.compare_predictors(tc, tb, held_out, test, models, preemption, setup.m, setup.runs, setup.seed)
+        how = pd.DataFrame([_training(history, fitted_on[name]) for name, (_, history) in trained.items()])
+        return pd.concat([table, how], axis=1).assign(model=params["model"], dataset=params["dataset"])
+
+    return derived.frame(Path(derived_dir) / f"beyond-predictors-{preemption.kind}.csv", key, compute)
 
 
 SIGMAS = (0.05, 0.1, 0.2, 0.4)

@@ -20,11 +20,17 @@ Conventions (the paper leaves them open):
   80-115 s on one CPU thread; 20 for 3 exits, seconds). The paper trains 3000 epochs at
   ``lr = 0.001``; at that lr the large predictor is still far from its plateau after 1,000 steps,
   while ``lr = 0.05`` gets there in about one pass (and suits the small predictor too).
+* :func:`train_to_plateau` is the same recipe trained to its validation plateau (held-out samples, learning-rate
+  cuts, early stopping): beyond the paper, to measure what the short training costs EINet
+  (:func:`earlyexit.paper_b.baselines.predictor_study`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,11 @@ __all__ = [
     "CSPredictor",
     "masked_mse",
     "train_predictor",
+    "PLATEAU_COLUMNS",
+    "split_validation",
+    "eq3_loss",
+    "train_to_plateau",
+    "stopped",
     "fit_or_load",
     "known_scores",
     "CachedPredictor",
@@ -111,6 +122,35 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return ((pred - target) ** 2 * mask).sum(-1).mean()
 
 
+@contextmanager
+def _seeded(conf_train: np.ndarray, hidden: tuple[int, int] | None, dropout: float, lr: float, seed: int):
+    """A fresh :class:`CSPredictor` (``prior`` = mean of ``conf_train``), its SGD (momentum 0.9, §VI-A) and the
+    generator that shuffles its rows, all seeded by ``seed`` inside ``fork_rng``: the caller's global generator
+    is left as it was, as a notebook trains a predictor in the middle of its own seeded work."""
+    conf = np.asarray(conf_train, dtype=np.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CSPredictor(conf.shape[1], hidden, dropout)
+        model.prior.copy_(torch.as_tensor(conf.mean(0)))
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        yield model, opt, torch.Generator().manual_seed(seed)
+
+
+def _rows(conf: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    """The Fig. 5 rows of ``conf`` as tensors: inputs, targets, masks."""
+    inputs, targets, masks = predictor_dataset(conf)
+    return torch.from_numpy(inputs), torch.from_numpy(targets), torch.from_numpy(masks)
+
+
+def _loss(model: CSPredictor, inputs: Tensor, targets: Tensor, masks: Tensor) -> Callable[[Tensor], Tensor]:
+    """Eq. (3) of a batch of Fig. 5 rows, by their indices (the ``loss_of`` of :func:`earlyexit.engine.sgd.epoch`)."""
+
+    def loss_of(rows: Tensor) -> Tensor:
+        return masked_mse(model(inputs[rows], masks[rows]), targets[rows], masks[rows])
+
+    return loss_of
+
+
 def train_predictor(
     conf_train: np.ndarray,
     *,
@@ -128,25 +168,14 @@ def train_predictor(
     SGD (:func:`earlyexit.engine.sgd.epoch`, momentum 0.9) at a constant learning rate, gradient-norm
     clipping at ``clip``, dropout; ``epochs=None`` picks ``max(1, round(DEFAULT_ROWS / rows))``. Unlike
     the image networks (:func:`earlyexit.engine.training.image_epoch`) there is no augmentation or schedule,
-    and one generator, seeded once by ``seed``, shuffles every epoch: weights, shuffling and dropout are
-    seeded without touching the caller's global generator (``fork_rng``), as a notebook trains a predictor
-    in the middle of its own seeded work. Returns the model (eval mode,
-    ``prior`` set to the mean of ``conf_train``) and the mean loss of every epoch.
+    and one generator, seeded once by ``seed``, shuffles every epoch (:func:`_seeded`). Returns the model
+    (eval mode, ``prior`` set to the mean of ``conf_train``) and the mean loss of every epoch.
     """
-    inputs, targets, masks = (torch.from_numpy(a) for a in predictor_dataset(conf_train))
-    n = inputs.shape[1]
+    inputs, targets, masks = _rows(conf_train)
     epochs = max(1, round(DEFAULT_ROWS / len(inputs))) if epochs is None else epochs
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = CSPredictor(n, hidden, dropout)
-        model.prior.copy_(torch.as_tensor(np.asarray(conf_train, dtype=np.float32).mean(0)))
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        gen = torch.Generator().manual_seed(seed)
+    with _seeded(conf_train, hidden, dropout, lr, seed) as (model, opt, gen):
         history: list[float] = []
-
-        def loss_of(rows: Tensor) -> Tensor:
-            return masked_mse(model(inputs[rows], masks[rows]), targets[rows], masks[rows])
-
+        loss_of = _loss(model, inputs, targets, masks)
         with tqdm(total=epochs * -(-len(inputs) // batch_size), disable=not progress, desc="CS-Predictor") as bar:
             for _ in range(epochs):
                 order = torch.randperm(len(inputs), generator=gen)
@@ -154,8 +183,109 @@ def train_predictor(
     return model.eval(), history
 
 
-def fit_or_load(conf_train: np.ndarray, path: str | os.PathLike, **kwargs) -> tuple[CSPredictor, list[float]]:
-    """:func:`train_predictor` with its result kept in ``path`` (an ``.npz`` of the weights and losses).
+PLATEAU_COLUMNS = ("rows", "train_loss", "validation_loss", "lr")
+"""The columns of :func:`train_to_plateau`'s history, one row per check; ``lr`` is the rate after the check."""
+
+
+def split_validation(samples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the samples that fit and of those held out for validation: a seeded ``fraction`` held out."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must lie in (0, 1), got {fraction}")
+    order = np.random.default_rng([seed, 3]).permutation(samples)
+    held = max(1, round(fraction * samples))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _stream(rows: int, size: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """Endless batches of ``size`` row indices: seeded shuffles of all ``rows``, one after the other."""
+    buffer = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(buffer) < size:
+            buffer = torch.cat([buffer, torch.randperm(rows, generator=gen)])
+        yield buffer[:size]
+        buffer = buffer[size:]
+
+
+def eq3_loss(model: CSPredictor, conf: np.ndarray) -> float:
+    """Eq. (3) of ``model`` (in eval mode) on the Fig. 5 rows of ``conf``: the error :func:`train_to_plateau`
+    watches on its held-out samples, and the predictor's error on any other CS-profile."""
+    return _eq3(model.eval(), *_rows(conf))
+
+
+def _eq3(model: CSPredictor, inputs: Tensor, targets: Tensor, masks: Tensor, batch: int = 65_536) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(inputs), batch):
+            part = slice(s, s + batch)
+            total += float(masked_mse(model(inputs[part], masks[part]), targets[part], masks[part])) * len(inputs[part])
+    return total / len(inputs)
+
+
+def train_to_plateau(
+    conf_train: np.ndarray,
+    *,
+    validation: float = 0.2,
+    check_rows: int = 100_000,
+    patience: int = 1,
+    cuts: int = 2,
+    threshold: float = 1e-3,
+    max_rows: int = 2_000_000,
+    hidden: tuple[int, int] | None = None,
+    lr: float = 0.05,
+    batch_size: int = 256,
+    clip: float = 1.0,
+    dropout: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[CSPredictor, list[list[float]]]:
+    """A CS-Predictor trained to its validation plateau: :func:`train_predictor`'s recipe with early stopping.
+
+    The paper trains 3000 epochs at lr 0.001 (§VI-A) and :func:`train_predictor` about one pass; here a seeded
+    ``validation`` share of the samples of ``conf_train`` is held out (:func:`split_validation`) and the rest is
+    trained on, checked every ``check_rows`` rows by Eq. (3) on the held-out rows (:func:`eq3_loss`). The learning
+    rate is cut tenfold when ``patience`` + 1 checks in a row bring no new best by more than ``threshold`` of it
+    (``ReduceLROnPlateau``, relative); training stops at the next such stall after ``cuts`` cuts, or after
+    ``max_rows`` rows. Returns the model of the best check
+    (eval mode, ``prior`` = the mean of the fitting samples) and one history row per check (:data:`PLATEAU_COLUMNS`).
+    """
+    conf = np.asarray(conf_train, dtype=np.float32)
+    fit, held = split_validation(len(conf), validation, seed)
+    inputs, targets, masks = _rows(conf[fit])
+    held_out = _rows(conf[held])
+    with _seeded(conf[fit], hidden, dropout, lr, seed) as (model, opt, gen):
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=patience, threshold=threshold)
+        batches, loss_of = _stream(len(inputs), check_rows, gen), _loss(model, inputs, targets, masks)
+        history: list[list[float]] = []
+        best, state = np.inf, copy.deepcopy(model.state_dict())
+        with tqdm(total=max_rows, disable=not progress, desc="CS-Predictor to plateau", unit="row") as bar:
+            while len(history) * check_rows < max_rows and not _stalled(opt.param_groups[0]["lr"], lr, cuts):
+                train = sgd.epoch(model, opt, next(batches), batch_size, loss_of, clip=clip)
+                loss = _eq3(model.eval(), *held_out)
+                if loss < best:
+                    best, state = loss, copy.deepcopy(model.state_dict())
+                plateau.step(loss)
+                history.append([(len(history) + 1) * check_rows, train, loss, opt.param_groups[0]["lr"]])
+                bar.update(check_rows)
+                bar.set_postfix(validation=f"{loss:.4f}", lr=f"{history[-1][3]:g}")
+        model.load_state_dict(state)
+    return model.eval(), history
+
+
+def _stalled(rate: float, start: float, cuts: int) -> bool:
+    """Whether the learning rate has been cut more than ``cuts`` times tenfold from ``start``."""
+    return rate < start * 0.1 ** (cuts + 0.5)
+
+
+def stopped(history: list[list[float]], lr: float = 0.05, cuts: int = 2) -> str:
+    """Why :func:`train_to_plateau` (run with ``lr`` and ``cuts``) stopped: ``"plateau"`` or ``"row cap"``."""
+    return "plateau" if _stalled(history[-1][3], lr, cuts) else "row cap"
+
+
+def fit_or_load(
+    conf_train: np.ndarray, path: str | os.PathLike, trainer: Callable = train_predictor, **kwargs
+) -> tuple[CSPredictor, list]:
+    """``trainer`` (:func:`train_predictor` or :func:`train_to_plateau`) with its result kept in ``path`` (an
+    ``.npz`` of the weights and the history).
 
     A predictor stored there is read instead of retrained when it was trained on the same rows, with
     the same arguments and by the same code of this module (:func:`derived.load_or_compute`).
@@ -163,15 +293,15 @@ def fit_or_load(conf_train: np.ndarray, path: str | os.PathLike, **kwargs) -> tu
     key = {
         "conf_sha256": files.array_sha256(np.asarray(conf_train, dtype=np.float32)),
         "kwargs": {k: v for k, v in kwargs.items() if k != "progress"},
-        "code_sha256": fingerprint(train_predictor),
+        "code_sha256": fingerprint(trainer),
     }
 
-    def write(result: tuple[CSPredictor, list[float]], tmp: Path) -> None:
+    def write(result: tuple[CSPredictor, list], tmp: Path) -> None:
         model, losses = result
         with open(tmp, "wb") as f:
             np.savez_compressed(f, losses=np.asarray(losses), **{k: v.numpy() for k, v in model.state_dict().items()})
 
-    def read(stored: Path) -> tuple[CSPredictor, list[float]]:
+    def read(stored: Path) -> tuple[CSPredictor, list]:
         with np.load(stored) as f:
             state = {k: torch.from_numpy(f[k]) for k in f.files if k != "losses"}
             losses = f["losses"].tolist()
@@ -180,7 +310,7 @@ def fit_or_load(conf_train: np.ndarray, path: str | os.PathLike, **kwargs) -> tu
         model.load_state_dict(state)
         return model.eval(), losses
 
-    return derived.load_or_compute(path, key, lambda: train_predictor(conf_train, **kwargs), write, read)
+    return derived.load_or_compute(path, key, lambda: trainer(conf_train, **kwargs), write, read)
 
 
 def known_scores(produced_conf: np.ndarray, executed_mask: np.ndarray) -> np.ndarray:

@@ -34,9 +34,19 @@ import pandas as pd
 
 from . import elastic
 from .calibration import Shrinkage, fit_isotonic
-from .predictor import CSPredictor
+from .predictor import CSPredictor, eq3_loss
 
-__all__ = ["WEIGHTS", "Choice", "population", "candidates", "choose", "decompose", "spread_sweep", "COMPONENTS"]
+__all__ = [
+    "WEIGHTS",
+    "Choice",
+    "population",
+    "candidates",
+    "choose",
+    "decompose",
+    "compare_predictors",
+    "spread_sweep",
+    "COMPONENTS",
+]
 
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 """Shrinkage weights the robust planner tries besides 0 (the static plan)."""
@@ -153,6 +163,39 @@ def decompose(
     ]
     for name, (upper, lower) in zip(COMPONENTS, zip(chain, chain[1:])):
         rows.append(_row(f"component: {name}", sims[upper], sims[lower]) | {"accuracy": np.nan})
+    return pd.DataFrame(rows)
+
+
+def compare_predictors(
+    tc,
+    tb,
+    fit: tuple[np.ndarray, np.ndarray],
+    scored: tuple[np.ndarray, np.ndarray],
+    predictors: dict[str, CSPredictor],
+    preemption: elastic.Preemption = elastic.Preemption(),
+    m: int = 5,
+    runs: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The decomposition's *predictor* part for several CS-Predictors of one network (issue: does a better-trained
+    predictor close EINet's gap?). Per predictor, on the ``scored`` (conf, correct): its Eq. (3) error there, EINet's
+    hybrid and exact plans' gains over the optimal static plan (fitted on ``fit``), and the predictor part (exact
+    planner on its scores against the true confidences), each with its paired standard error (pp)."""
+    conf, correct = scored
+    pop = population(fit[1])
+
+    def run(policy) -> elastic.SimResult:
+        return elastic.simulate(tc, tb, conf, correct, policy, preemption, runs=runs, seed=seed, progress=False)
+
+    static = run(elastic.Dynamic(next(iter(predictors.values())), "exact", scores=Shrinkage(0.0, pop)))
+    oracle = run(elastic.Dynamic(elastic.Oracle(), "exact"))
+    rows = []
+    for name, cs in predictors.items():
+        hybrid, exact = run(elastic.Dynamic(cs, "hybrid", m=m)), run(elastic.Dynamic(cs, "exact"))
+        row = {"predictor": name, "error": eq3_loss(cs, conf)}
+        for label, (a, b) in {"hybrid": (hybrid, static), "exact": (exact, static), "part": (exact, oracle)}.items():
+            row[f"{label} gain"], row[f"{label} se"] = paired_gain(a, b)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
