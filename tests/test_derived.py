@@ -118,7 +118,8 @@ def test_every_shipped_derived_result_was_computed_by_the_current_code():
     stale = []
     for record in records:
         key = json.loads(Path(record).read_text())["key"]
-        kind = Path(record).name.split("-")[0]
+        name = Path(record).name  # its kind: the longest of KEY_ROOTS that its file name starts with, then - or .
+        kind = max((k for k in current if name.startswith((f"{k}-", f"{k}."))), key=len)
         if key.get("code", key.get("code_sha256")) != current[kind]:
             stale.append(record)
     assert not stale, (

@@ -33,7 +33,8 @@ from ..core import files, hardware
 from . import artifacts
 from .recertify import NORMAL_FORM, RecertifyError, checkout, new_normal_form, probe, renormalised
 
-#: The functions whose fingerprint keys each kind of derived result (the file-name prefix of the result).
+#: The functions whose fingerprint keys each kind of derived result (the longest of these a result's file name
+#: starts with, followed by ``-`` or ``.``).
 KEY_ROOTS = {
     "ep": ("earlyexit.paper_a.exit_predictor:fit_or_load_scores",),
     "cs": ("earlyexit.paper_b.predictor:train_predictor",),
@@ -47,7 +48,7 @@ KEY_ROOTS = {
         "earlyexit.paper_b.robust:choose",
     ),
     "beyond": ("earlyexit.paper_b.baselines:beyond",),
-    "cs-plateau": ("earlyexit.paper_b.predictor:train_to_plateau",),
+    "cs-predictor-plateau": ("earlyexit.paper_b.predictor:train_to_plateau",),
     "beyond-predictors": ("earlyexit.paper_b.baselines:predictor_study",),
 }
 #: Replays: the functions each exercises, and the code it runs (printing one digest of everything computed).
