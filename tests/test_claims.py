@@ -89,6 +89,21 @@ def test_a_verdict_follows_the_measured_numbers(tmp_path, gain, verdict):
     assert _verdict(_copy(tmp_path, edit), "B-table2-beats-optimal-static") == verdict
 
 
+@pytest.mark.parametrize(("closed", "verdict"), [(1.0, SUPPORTED), (0.2, PARTLY), (-0.2, NOT_SUPPORTED)])
+@pytest.mark.parametrize("claim", ["ours-plateau-predictor-closes", "ours-calibration-closes"])
+def test_a_change_closes_einets_gap_by_the_share_of_the_summed_gap(tmp_path, claim, closed, verdict):
+    column = {"ours-plateau-predictor-closes": "plateau closes", "ours-calibration-closes": "calibration closes"}
+
+    def edit(folder):
+        path = folder / "B-beyond1-einet-gap.csv"
+        df = pd.read_csv(path)
+        df["EINet exact gain"] = -1.0
+        df[column[claim]] = closed
+        df.to_csv(path, index=False)
+
+    assert _verdict(_copy(tmp_path, edit), claim) == verdict
+
+
 def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
     source = _copy(tmp_path, lambda folder: (folder / "A-fig9-three-exits.csv").unlink())
     row = claims.evaluate(source).set_index("id").loc["A-fig9-three-exits"]
