@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from earlyexit.core import hardware
 from earlyexit.engine import train_bench
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("training-*.txt")), ids=lambda p: p.name)
@@ -25,3 +27,64 @@ def test_a_file_without_a_rates_table_is_refused(tmp_path):
     (tmp_path / "x.txt").write_text("AMD EPYC: native bf16 no\nnothing measured\n")
     with pytest.raises(ValueError, match="holds no rates table"):
         train_bench.read_rates(tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize(
+    "kind, fast",
+    [
+        ("amd-epyc-avx512bf16-2core", True),
+        ("intel-xeon-amx-2core", True),
+        ("intel-xeon-avx512bf16-no-amx-2core", False),
+        ("amd-epyc-2core", False),
+        ("arm-neoverse-v2-bf16-64core", True),
+    ],
+)
+def test_auto_precision_per_cpu_kind_follows_the_machine_rule(kind, fast):
+    assert hardware.fast_bf16_kind(kind) is fast
+    assert train_bench.auto_precision(kind) == ("bf16" if fast else "fp32")
+
+
+def test_the_cpu_kind_of_a_saved_benchmark_is_read_from_its_name(tmp_path):
+    assert train_bench.kind_of(Path("training-zoo-amd-epyc-avx512bf16-2core.txt")) == "amd-epyc-avx512bf16-2core"
+    assert train_bench.kind_of(Path("training-resnet50-stems-amd-epyc-2core.txt")) == "amd-epyc-2core"
+    assert train_bench.kind_of(Path("training-intel-xeon-amx-2core.txt")) == "intel-xeon-amx-2core"
+    with pytest.raises(ValueError, match="named training-"):
+        train_bench.kind_of(Path("training-results.txt"))
+
+
+def test_the_intel_kind_without_amx_reads_its_epochs_in_fp32():
+    path = RESULTS / "training-zoo-intel-xeon-avx512bf16-no-amx-2core.txt"
+    _, rates = train_bench.read_rates(path)
+    fp32 = rates[(rates.model == "msdnet21") & (rates.precision == "fp32")].epoch_min.item()
+    row = next(line for line in train_bench.rates_markdown(path).splitlines() if line.startswith("| msdnet21 "))
+    assert row.split(" | ")[5] == str(fp32)
+
+
+def test_the_shipped_tier_plan_reads_and_every_job_is_priced_on_the_kind_that_timed_every_model():
+    tiers = train_bench.read_tiers(ROOT / "tiers.toml")
+    by_kind = train_bench.rates_by_kind(sorted(RESULTS.glob("training-*.txt")))
+    table = train_bench.tier_markdown(tiers, by_kind).splitlines()
+    jobs = [job for tier in tiers for job in tier["jobs"]]
+    assert len(table) == 2 + len(jobs) + len(tiers) + 1
+    column = 6 + sorted(by_kind).index("amd-epyc-avx512bf16-2core")
+    cells = [line.split("|")[column].strip() for line in table[2:]]
+    job_hours = [float(c) for c, line in zip(cells, table[2:]) if "**" not in line]
+    assert len(job_hours) == len(jobs) and all(h > 0 for h in job_hours)
+    assert float(cells[-1].strip("*")) == pytest.approx(sum(job_hours), abs=0.05 * len(jobs))
+
+
+def test_a_tier_job_is_checked_as_a_training_job(tmp_path):
+    plan = tmp_path / "tiers.toml"
+    plan.write_text('[[tiers]]\njobs = [{ model = "vgg16bn", dataset = "cifar10", recipe = { epoks = 3 } }]\n')
+    with pytest.raises(ValueError, match="tier 1.*epoks"):
+        train_bench.read_tiers(plan)
+    plan.write_text('[[tiers]]\njobs = [{ model = "vgg17", dataset = "cifar10" }]\n')
+    with pytest.raises(ValueError, match="tier 1.*vgg17"):
+        train_bench.read_tiers(plan)
+
+
+def test_a_tier_is_priced_only_on_the_kinds_that_timed_its_models():
+    rates = train_bench.rates_by_kind([RESULTS / "training-zoo-intel-xeon-avx512bf16-no-amx-2core.txt"])
+    tier = {"title": "t", "jobs": [{"model": "alexnet", "dataset": "cifar10", "overrides": {}, "target": 85}]}
+    table = train_bench.tier_markdown([tier], rates).splitlines()
+    assert "not measured" in table[2] and table[3].endswith("| not measured |")

@@ -21,12 +21,16 @@ README = pipeline.ROOT / "README.md"
 BOOK = pipeline.ROOT / "book"
 BOOK_PAGE = BOOK / "claims.md"
 RESULTS = pipeline.ROOT / "benchmarks" / "results"
+TIERS = pipeline.ROOT / "tiers.toml"
 
 
 def throughput(profile: str) -> str:
-    """Every saved training benchmark (``benchmarks/results/training-*.txt``, one per machine kind) as tables;
-    they do not depend on ``profile``."""
-    return "\n\n".join(train_bench.rates_markdown(path) for path in sorted(RESULTS.glob("training-*.txt")))
+    """Every saved training benchmark (``benchmarks/results/training-*.txt``, one per machine kind) as tables,
+    then the hours each tier of ``tiers.toml`` costs on each kind; they do not depend on ``profile``."""
+    saved = sorted(RESULTS.glob("training-*.txt"))
+    tiers = train_bench.tier_markdown(train_bench.read_tiers(TIERS), train_bench.rates_by_kind(saved))
+    rates = "\n\n".join(train_bench.rates_markdown(path) for path in saved)
+    return f"{rates}\n\n**Hours per tier of `tiers.toml`** (wall time on the 2-core machine):\n\n{tiers}"
 
 
 #: Book pages with a generated table: page -> the function writing it and the profile it is written for.

@@ -99,6 +99,13 @@ def cpu_kind(cpu: CPU | None = None) -> str:
     return "-".join(p for p in parts if p)
 
 
+def fast_bf16_kind(kind: str) -> bool:
+    """Whether precision ``"auto"`` trains in bf16 on a CPU of the :func:`cpu_kind` slug ``kind``, as
+    :attr:`CPU.fast_bf16` decides on the machine itself: native bf16, except Intel's AVX512_BF16 without AMX."""
+    match = re.search(r"-(avx512bf16-no-amx|avx512bf16|amx|bf16)-\d+core$", kind)
+    return match is not None and match.group(1) != "avx512bf16-no-amx"
+
+
 @bookkeeping
 def machine_record(precision: str | None = None) -> dict:
     """The machine a result was made on, as artifacts record it (``precision``: the one used;

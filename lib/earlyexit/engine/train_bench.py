@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from ..nets import einet_models
 from ..nets.models import BUILDERS, build_model
 from ..nets.multiexit import MultiExitNet
 from . import training
+from .stage import job_fields
+from .train_stage import STAGE
 
 EPOCH_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
 PROFILE_IMAGES = {"cifar10": 60_000, "cifar100": 60_000, "mnist": 70_000}  # test + training split predicted
@@ -138,13 +142,16 @@ def throughput(
     return df
 
 
-def job_plan(rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile: str = "cpu") -> pd.DataFrame:
-    """Predicted wall time of each training job ``(model, dataset, overrides)`` of ``profile`` on this machine.
+def job_plan(
+    rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile: str = "cpu", auto: str | None = None
+) -> pd.DataFrame:
+    """Predicted wall time of each training job ``(model, dataset, overrides)`` of ``profile`` at ``rates``.
 
-    Uses the rate of the precision ``"auto"`` picks here (or the job's forced one): epochs x epoch time
-    + prediction of both splits (+ the ET-profile's samples, timed one at a time, for Paper B's models).
+    Uses the rate of the precision ``"auto"`` picks (``auto``; by default the one it picks on this machine) or
+    the job's forced one: epochs x epoch time + prediction of both splits (+ the ET-profile's samples, timed one
+    at a time, for Paper B's models).
     """
-    auto = hardware.resolve_precision("auto", torch.device("cpu"))
+    auto = auto or hardware.resolve_precision("auto", torch.device("cpu"))
     rows = []
     for model, dataset, overrides in entries:
         cfg = training.profile_config(profile, model, **overrides)
@@ -168,6 +175,22 @@ def job_plan(rates: pd.DataFrame, entries: list[tuple[str, str, dict]], profile:
     return pd.DataFrame(rows)
 
 
+#: A saved benchmark output's name: ``training-[<set>-]<kind>.txt``, the set naming which models it timed (``zoo``)
+#: and the kind the CPU it ran on (:func:`hardware.cpu_kind`, which starts with the vendor).
+_SAVED = re.compile(r"training-(?:.+?-)??(?P<kind>(?:amd|intel|arm|apple)-.*-\d+core)\.txt")
+
+
+def kind_of(path: Path) -> str:
+    """The CPU kind a saved benchmark output (``benchmarks/results/training-*.txt``) was measured on, from its name."""
+    match = _SAVED.fullmatch(path.name)
+    if match is None:
+        raise ValueError(
+            f"{path.name}: a saved training benchmark is named training-[<set>-]<cpu kind>.txt, the kind as "
+            "earlyexit.core.hardware.cpu_kind() prints it (e.g. training-zoo-amd-epyc-avx512bf16-2core.txt)"
+        )
+    return match["kind"]
+
+
 def read_rates(path: Path) -> tuple[str, pd.DataFrame]:
     """The machine line and the rates table (:func:`throughput`'s columns) of a saved benchmark output
     (``benchmarks/results/training-*.txt``, what ``benchmarks/bench_training.py`` prints)."""
@@ -180,12 +203,17 @@ def read_rates(path: Path) -> tuple[str, pd.DataFrame]:
     return machine, pd.read_csv(io.StringIO("\n".join(block)), sep=r"\s+")
 
 
+def auto_precision(kind: str) -> str:
+    """The precision ``"auto"`` trains in on a CPU of ``kind`` (:func:`hardware.fast_bf16_kind`)."""
+    return "bf16" if hardware.fast_bf16_kind(kind) else "fp32"
+
+
 def rates_markdown(path: Path) -> str:
     """One saved benchmark output as a Markdown section: per model, training images per second in each
-    precision and their ratio, minutes per epoch in the precision ``"auto"`` chose there, prediction rate and
-    the batch-1 time of an ET-profile sample."""
+    precision and their ratio, minutes per epoch in the precision ``"auto"`` picks on that CPU kind, prediction
+    rate and the batch-1 time of an ET-profile sample."""
     machine, rates = read_rates(path)
-    auto = "bf16" if "trains in bf16" in machine else "fp32"
+    auto = auto_precision(kind_of(path))
     rows = [
         "| model | batch | fp32 img/s | bf16 img/s | bf16 / fp32 | min/epoch (auto) | predict img/s | batch-1 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -205,4 +233,86 @@ def rates_markdown(path: Path) -> str:
             part.single_ms.iloc[0],
         ]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return f"**{path.name}**: {machine}\n\n" + "\n".join(rows)
+    cpu = machine.split(";")[0]
+    return f"**{path.name}**: {cpu}; precision 'auto' trains in {auto} on this kind\n\n" + "\n".join(rows)
+
+
+def rates_by_kind(paths: list[Path]) -> dict[str, pd.DataFrame]:
+    """The rates of every model measured on each CPU kind, over the saved outputs ``paths`` (in order: a model
+    timed in two files of one kind keeps the first file's rates)."""
+    tables: dict[str, list[pd.DataFrame]] = {}
+    for path in paths:
+        tables.setdefault(kind_of(path), []).append(read_rates(path)[1])
+    return {
+        kind: pd.concat(parts).drop_duplicates(["model", "precision"]).reset_index(drop=True)
+        for kind, parts in tables.items()
+    }
+
+
+def read_tiers(path: Path) -> list[dict]:
+    """The tiers of longer ``cpu`` training planned in ``path`` (``tiers.toml``): each ``{"title", "jobs"}``, a job
+    ``{"model", "dataset", "overrides", "target"}`` checked as a training job of ``pipeline.toml`` (``target``:
+    the last exit's test accuracy in %, or None); a malformed file raises ValueError naming the entry."""
+    try:
+        tiers = tomllib.loads(path.read_text())["tiers"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as err:
+        raise ValueError(f"{path}: cannot read its [[tiers]] ({type(err).__name__}: {err})") from None
+    out = []
+    for number, tier in enumerate(tiers, 1):
+        jobs = []
+        for entry in tier.get("jobs", []):
+            try:
+                job = job_fields(STAGE, "cpu", [entry["model"], entry["dataset"], entry.get("recipe", {})])
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{path}: tier {number}, job {entry!r}: {err}") from None
+            jobs.append({**job, "target": entry.get("target")})
+        out.append({"title": tier.get("title", f"tier {number}"), "jobs": jobs})
+    return out
+
+
+def _hours(jobs: list[dict], rates: pd.DataFrame, kind: str) -> dict[tuple[str, str], float]:
+    """Predicted hours of each of ``jobs`` whose model ``rates`` (of CPU kind ``kind``) measured, by (model, dataset)."""
+    measured = [j for j in jobs if j["model"] in set(rates.model)]
+    plan = job_plan(rates, [(j["model"], j["dataset"], j["overrides"]) for j in measured], "cpu", auto_precision(kind))
+    return {(m, d): h for m, d, h in zip(plan.get("model", []), plan.get("dataset", []), plan.get("total_h", []))}
+
+
+def _total(hours: dict[tuple[str, str], float], jobs: int) -> str:
+    """A sum of :func:`_hours`, saying over how many of ``jobs`` it runs when some were not measured."""
+    if not hours:
+        return "not measured"
+    return f"**{sum(hours.values()):.1f}**" + ("" if len(hours) == jobs else f" ({len(hours)} of {jobs} jobs)")
+
+
+def _job_row(number: int, job: dict, hours: list[dict[tuple[str, str], float]]) -> str:
+    """One job's row of :func:`tier_markdown`: its epochs, their share of the paper's, its target, its hours."""
+    epochs = training.profile_config("cpu", job["model"], **job["overrides"]).epochs
+    share = epochs / training.profile_config("paper", job["model"]).epochs
+    target = "" if job["target"] is None else f"{job['target']:g} %"
+    key = (job["model"], job["dataset"])
+    cells = [f"{h[key]:.1f}" if key in h else "not measured" for h in hours]
+    return f"| {number} | {key[0]} / {key[1]} | {epochs} | {share:.0%} | {target} | " + " | ".join(cells) + " |"
+
+
+def tier_markdown(tiers: list[dict], rates: dict[str, pd.DataFrame]) -> str:
+    """The budget table of :func:`read_tiers`' plan: per job, its planned epochs and target and its predicted
+    hours (:func:`job_plan`, in the precision ``"auto"`` picks there) on every CPU kind of ``rates``
+    (:func:`rates_by_kind`); per tier and for the whole plan, the sum over the jobs measured on that kind."""
+    kinds = sorted(rates)
+    rows = [
+        "| tier | network | epochs | of the paper's | target, last exit | "
+        + " | ".join(f"h on {k}" for k in kinds)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(kinds),
+    ]
+    everything: list[dict] = [{} for _ in kinds]
+    for number, tier in enumerate(tiers, 1):
+        hours = [_hours(tier["jobs"], rates[k], k) for k in kinds]
+        rows += [_job_row(number, job, hours) for job in tier["jobs"]]
+        totals = [_total(h, len(tier["jobs"])) for h in hours]
+        rows.append(f"| {number} | **{tier['title']}** | | | | " + " | ".join(totals) + " |")
+        for every, h in zip(everything, hours):
+            every |= {(number, *key): value for key, value in h.items()}
+    jobs = sum(len(tier["jobs"]) for tier in tiers)
+    rows.append("| all | **every tier** | | | | " + " | ".join(_total(e, jobs) for e in everything) + " |")
+    return "\n".join(rows)
