@@ -1,6 +1,8 @@
 """Paper A's Exit Predictor: architectures and costs (Table II), Eq. (9) labels, Algorithm 1 staged and
 on artifacts with the FLOPs of Eqs. (3)/(4), the oracle, and Fig. 7's choice of prediction thresholds."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,24 @@ def test_select_gamma_on_a_hand_made_case():
     assert result.computed.tolist() == [[True, False], [False, True], [False, True], [False, False]]
     assert result.device_flops.mean() == pytest.approx((13 + 35 + 35 + 30) / 4)
     assert 0.2 < gamma[0] <= 0.9 and 0.1 < gamma[1] <= 0.8
+
+
+def test_select_gamma_is_the_first_cheapest_feasible_gamma_of_an_enumeration():
+    """Three early exits, scores rounded so that many gammas tie: the compiled search picks what evaluating every
+    combination in order does (Fig. 7's rule, ties to the first), with the same outcome."""
+    rng = np.random.default_rng(7)
+    conf = rng.uniform(size=(300, 4))
+    scores = np.round(rng.uniform(size=(300, 3)), 1)
+    grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    base = np.mean(EP.evaluate(conf, PARTS, 0.6).exit == 3)
+    best, best_cost = None, np.inf
+    for gamma in itertools.product(grid, repeat=3):
+        result = EP.evaluate(conf, PARTS, 0.6, np.array(gamma), scores, 1234.0)
+        if np.mean(result.exit == 3) - base < 0.05 and result.device_flops.mean() < best_cost:
+            best, best_cost = np.array(gamma), result.device_flops.mean()
+    gamma, result = EP.select_gamma(conf, scores, PARTS, 0.6, 1234.0, extra_last=0.05, candidates=grid)
+    np.testing.assert_array_equal(gamma, best)
+    assert result.device_flops.mean() == best_cost and gamma.tolist() != [0.0, 0.0, 0.0]
 
 
 def test_oracle_bounds_the_exit_predictor():

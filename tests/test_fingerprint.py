@@ -553,3 +553,14 @@ def test_a_source_file_edited_after_the_process_started_is_refused():
     finally:
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert fingerprint(calibration.fit_isotonic) == before
+
+
+def test_a_fingerprint_is_computed_once_per_process_for_the_same_roots_and_opaque_set():
+    from earlyexit.core import fingerprint as fp
+    from earlyexit.paper_b import calibration
+
+    first = fp.fingerprint(calibration.fit_isotonic)
+    key = ((id(calibration.fit_isotonic),), None, ())
+    assert fp._MEMO[key][1] == first and calibration.__file__ in fp._MEMO[key][2]
+    assert fp.fingerprint(calibration.fit_isotonic) == first
+    assert fp.fingerprint(calibration.fit_isotonic, opaque=[calibration.fit_isotonic]) != first

@@ -49,9 +49,7 @@ def test_candidates_agree_with_the_evaluator_and_the_solver_with_enumeration():
         assert cands.accuracy[k] == pytest.approx(direct.summary(correct)["accuracy"])
         assert cands.device_flops[k] == pytest.approx(direct.device_flops.mean())
         assert cands.offload_share[k] == pytest.approx(direct.summary(correct)["exit_share"][-1])
-    sent = latency.candidates(
-        conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, 100_000, offload_flops=7e5, chunk=5
-    )
+    sent = latency.candidates(conf, correct, parts, [0.3, 0.6, 0.9], [0.0, 0.5], scores, 100_000, offload_flops=7e5)
     assert np.allclose(sent.device_flops, cands.device_flops + 7e5 * cands.offload_share)
     plain = latency.candidates(conf, correct, parts, [0.3, 0.9])
     ideal = latency.candidates(conf, correct, parts, [0.3, 0.9], oracle=True)
@@ -80,6 +78,23 @@ def test_regressors_reproduce_their_training_optima():
     assert np.abs(fitted - targets).max() < 0.02
     with pytest.raises(ValueError, match="one row of thresholds per bandwidth"):
         latency.fit_regressor(bandwidths, targets[:3], (0.1, 1.0))
+
+
+def test_a_stored_regressor_answers_as_the_fitted_one_and_other_targets_refit(tmp_path):
+    bandwidths = np.array([0.1, 0.3, 1.0])
+    targets = np.array([[0.5, 0.1], [0.7, 0.2], [0.9, 0.3]])
+    path = tmp_path / "regressor-ee-0.1-1mbps.npz"
+    fresh = latency.fit_regressor(bandwidths, targets, (0.1, 1.0), steps=3000)
+    stored = latency.fit_or_load_regressor(bandwidths, targets, (0.1, 1.0), path)
+    again = latency.fit_or_load_regressor(bandwidths, targets, (0.1, 1.0), path)
+    probe = torch.tensor([0.05, 0.2, 0.6, 3.0])
+    with torch.no_grad():
+        assert torch.equal(fresh(probe), stored(probe)) and torch.equal(stored(probe), again(probe))
+    first = path.stat().st_mtime_ns
+    moved = latency.fit_or_load_regressor(bandwidths, targets[::-1], (0.1, 1.0), path)
+    assert path.stat().st_mtime_ns != first
+    with torch.no_grad():
+        assert not torch.equal(moved(probe), stored(probe))
 
 
 def test_measured_part_times_add_up_to_a_whole_on_device_pass():

@@ -88,3 +88,16 @@ def test_a_tier_is_priced_only_on_the_kinds_that_timed_its_models():
     tier = {"title": "t", "jobs": [{"model": "alexnet", "dataset": "cifar10", "overrides": {}, "target": 85}]}
     table = train_bench.tier_markdown([tier], rates).splitlines()
     assert "not measured" in table[2] and table[3].endswith("| not measured |")
+
+
+def _history(curve):
+    return [{"epoch": i, "loss": 1.0, "test_accuracy": [10.0, acc]} for i, acc in enumerate(curve, 1)]
+
+
+def test_the_stopping_rule_reads_the_last_exit_of_the_learning_curve():
+    assert train_bench.learning_verdict(_history([40, 55, 61, 60.5]), 60).startswith("target 60 % reached")
+    assert "first at epoch 3" in train_bench.learning_verdict(_history([40, 55, 61, 60.5]), 60)
+    assert train_bench.learning_verdict(_history([50, 58, 58.1, 58.2, 58.25]), 60).startswith("plateau: +0.25 pp")
+    assert train_bench.learning_verdict(_history([50, 52, 54, 56, 58]), 60).startswith("still gaining: +6.00 pp")
+    assert train_bench.learning_verdict(_history([50, 52]), None).startswith("too few epochs")
+    assert train_bench.learning_verdict([{"epoch": 1, "loss": 1.0}]).startswith("no learning curve")

@@ -70,6 +70,24 @@ def test_resume_after_interruption_reproduces_an_uninterrupted_run(load_dataset,
     assert all(torch.equal(ref[k], res[k]) for k in ref)
 
 
+def test_an_observed_run_records_its_learning_curve_and_trains_the_same_weights(load_dataset, tmp_path):
+    ds = load_dataset("cifar10")
+    plain, plain_history = _run(ds, tmp_path / "plain.pt")
+    after_plain = torch.get_rng_state()
+    cfg = training.profile_config("smoke", "alexnet", **TINY)
+    with training.observing(training.test_accuracy_observer("alexnet", ds, cfg)):
+        observed, history = _run(ds, tmp_path / "observed.pt")
+    assert torch.equal(torch.get_rng_state(), after_plain)  # building its copy of the network drew no numbers
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), observed.state_dict().values()))
+    assert [h["loss"] for h in history] == [h["loss"] for h in plain_history]
+    assert all(len(h["test_accuracy"]) == observed.num_exits for h in history)
+    rows = training.data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
+    right = training.predict(observed, ds.x_test[rows], ds.name, progress=False).argmax(-1) == ds.y_test[rows][:, None]
+    assert history[-1]["test_accuracy"] == (100 * right.double().mean(0)).tolist()
+    assert torch.load(tmp_path / "observed.pt", weights_only=True)["history"] == history
+    assert not training._OBSERVERS and "test_accuracy" not in plain_history[-1]
+
+
 def test_checkpoint_of_other_parameters_is_refused(load_dataset, tmp_path):
     ds = load_dataset("cifar10")
     _run(ds, tmp_path / "c.pt", epochs=1, anneal_epochs=1)

@@ -26,11 +26,16 @@ TIERS = pipeline.ROOT / "tiers.toml"
 
 def throughput(profile: str) -> str:
     """Every saved training benchmark (``benchmarks/results/training-*.txt``, one per machine kind) as tables,
-    then the hours each tier of ``tiers.toml`` costs on each kind; they do not depend on ``profile``."""
+    the hours each tier of ``tiers.toml`` costs on each kind, then the recipe studies' summaries
+    (``benchmarks/results/recipe-*.txt``); they do not depend on ``profile``."""
     saved = sorted(RESULTS.glob("training-*.txt"))
     tiers = train_bench.tier_markdown(train_bench.read_tiers(TIERS), train_bench.rates_by_kind(saved))
     rates = "\n\n".join(train_bench.rates_markdown(path) for path in saved)
-    return f"{rates}\n\n**Hours per tier of `tiers.toml`** (wall time on the 2-core machine):\n\n{tiers}"
+    studies = "".join(
+        f"\n\n**{path.name}** (`benchmarks/bench_recipe.py`):\n\n```text\n{path.read_text().strip()}\n```"
+        for path in sorted(RESULTS.glob("recipe-*.txt"))
+    )
+    return f"{rates}\n\n**Hours per tier of `tiers.toml`** (wall time on the 2-core machine):\n\n{tiers}{studies}"
 
 
 #: Book pages with a generated table: page -> the function writing it and the profile it is written for.

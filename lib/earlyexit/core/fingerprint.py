@@ -91,9 +91,15 @@ _STARTED_NS = time.time_ns()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The source files read by the fingerprint being computed (:func:`fingerprint` checks them again on a cache hit).
+_READ: list[set[str]] = []
+
+
 def _as_running(filename: str) -> str:
     """``filename``, refused if it is a source file of this package modified after this process started."""
     path = os.path.abspath(filename)
+    for read in _READ:
+        read.add(filename)
     if path.startswith(_PACKAGE_DIR + os.sep) and os.stat(path).st_mtime_ns > _STARTED_NS:
         raise FingerprintError(
             f"{path} changed on disk after this process started: its text is no longer the code that runs here, so "
@@ -120,11 +126,32 @@ def input_check(func: _T) -> _T:
     return func
 
 
+#: Fingerprints computed in this process: (roots, package, opaque) -> (the fingerprint, the source files it read).
+#: The running code cannot change, so each is computed once; the entry keeps its roots, so no id is reused.
+_MEMO: dict[tuple, tuple[tuple, str, frozenset[str]]] = {}
+
+
 @bookkeeping
 def fingerprint(*roots: object, package: str | None = None, opaque: Iterable[object] = ()) -> str:
-    """sha256 hex of the format version and the sorted normalised sources of the roots' closure."""
-    sources = sorted(closure(*roots, package=package, opaque=opaque).values())
-    return hashlib.sha256("\n\n".join([FORMAT, *sources]).encode()).hexdigest()
+    """sha256 hex of the format version and the sorted normalised sources of the roots' closure.
+
+    Computed once per process for the same roots (a notebook asks for one many times); a repeat still refuses a
+    source file edited since the process started, as the first computation does."""
+    opaque = tuple(opaque)
+    key = (tuple(map(id, roots)), package, tuple(map(id, opaque)))
+    if key in _MEMO:
+        kept, digest, read = _MEMO[key]
+        for filename in read:
+            _as_running(filename)
+        return digest
+    _READ.append(set())
+    try:
+        sources = sorted(closure(*roots, package=package, opaque=opaque).values())
+    finally:
+        read = frozenset(_READ.pop())
+    digest = hashlib.sha256("\n\n".join([FORMAT, *sources]).encode()).hexdigest()
+    _MEMO[key] = ((roots, opaque), digest, read)
+    return digest
 
 
 @bookkeeping

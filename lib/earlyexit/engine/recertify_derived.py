@@ -50,6 +50,7 @@ KEY_ROOTS = {
     "beyond": ("earlyexit.paper_b.baselines:beyond",),
     "cs-predictor-plateau": ("earlyexit.paper_b.predictor:train_to_plateau",),
     "beyond-predictors": ("earlyexit.paper_b.baselines:predictor_study",),
+    "regressor": ("earlyexit.paper_a.latency:fit_or_load_regressor",),
 }
 #: Replays: the functions each exercises, and the code it runs (printing one digest of everything computed).
 REPLAYS = {

@@ -270,6 +270,29 @@ def read_tiers(path: Path) -> list[dict]:
     return out
 
 
+#: Issue 35's stopping rule: a network stops at its target (the last exit's test accuracy, %) or once it gains
+#: less than ``MIN_GAIN_PP`` percentage points over ``WINDOW`` epochs.
+WINDOW, MIN_GAIN_PP = 3, 0.3
+
+
+def learning_verdict(history: list[dict], target: float | None = None) -> str:
+    """Issue 35's stopping rule on a run's learning curve (the ``test_accuracy`` that
+    :func:`training.test_accuracy_observer` records per epoch), at its last epoch, in words: its target reached
+    (and when first), at a plateau, or still gaining."""
+    curve = [h["test_accuracy"][-1] for h in history if "test_accuracy" in h]
+    if len(curve) < len(history) or not curve:
+        return "no learning curve recorded (train with training.test_accuracy_observer)"
+    last = f"last exit {curve[-1]:.2f} % after {len(curve)} epochs"
+    if target is not None and curve[-1] >= target:
+        first = next(i for i, acc in enumerate(curve, 1) if acc >= target)
+        return f"target {target:g} % reached ({last}; first at epoch {first})"
+    if len(curve) <= WINDOW:
+        return f"too few epochs to judge a plateau ({last})"
+    gain = curve[-1] - curve[-1 - WINDOW]
+    state = "plateau" if gain < MIN_GAIN_PP else "still gaining"
+    return f"{state}: {gain:+.2f} pp over its last {WINDOW} epochs ({last})"
+
+
 def _hours(jobs: list[dict], rates: pd.DataFrame, kind: str) -> dict[tuple[str, str], float]:
     """Predicted hours of each of ``jobs`` whose model ``rates`` (of CPU kind ``kind``) measured, by (model, dataset)."""
     measured = [j for j in jobs if j["model"] in set(rates.model)]

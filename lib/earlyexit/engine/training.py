@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -224,10 +224,50 @@ class StaleCheckpointError(CheckpointError):
     """A checkpoint was made with other parameters, code or data than the run asking for it."""
 
 
+#: What watches the epochs of runs on this loop (:func:`observing`): callables given each epoch's checkpoint state.
+_OBSERVERS: list[Callable[[dict], None]] = []
+
+
+@bookkeeping
+@contextlib.contextmanager
+def observing(observer: Callable[[dict], None]) -> Iterator[None]:
+    """Within the block, call ``observer(state)`` after every training epoch of :func:`train`, before the
+    checkpoint ``state`` (model and optimizer state, ``history``, config) is written; it may add fields to the
+    epoch's entry, ``state["history"][-1]``, which the checkpoint and then the artifact's manifest keep
+    (:func:`test_accuracy_observer` adds the test accuracy). An observer reads and reports, never changes what
+    training computes: observed or not, a run gives the same weights, and its artifact the same fingerprint."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
+
+
+@bookkeeping
+def test_accuracy_observer(model_name: str, ds: data.Dataset, cfg: TrainConfig) -> Callable[[dict], None]:
+    """An observer (:func:`observing`) that adds ``test_accuracy``, every exit's accuracy (%) on the job's test
+    rows, to each epoch's history: the learning curve that issue 35's stopping rule reads. It predicts with a
+    copy of the network built aside (torch's random state kept), in fp32."""
+    rows = data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
+    x, y = ds.x_test[rows], ds.y_test[rows]
+
+    def observe(state: dict) -> None:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(model_name, ds.name)
+        model.load_state_dict(state["model"])
+        right = predict(model, x, ds.name, progress=False).argmax(-1) == y[:, None]
+        state["history"][-1]["test_accuracy"] = (100 * right.double().mean(0)).tolist()
+
+    return observe
+
+
 @bookkeeping
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write the checkpoint; then stop with :class:`.budget.BudgetSpent` if epochs remain that the time budget
-    would not cover (a budget decides when a run stops, never what it computes)."""
+    """Write the checkpoint, after the observers of :func:`observing` have seen it; then stop with
+    :class:`.budget.BudgetSpent` if epochs remain that the time budget would not cover (a budget decides when a
+    run stops, never what it computes)."""
+    for observer in _OBSERVERS:
+        observer(state)
     files.atomic_write(path, lambda f: torch.save(state, f))
     done, epochs = len(state["history"]), state["config"]["epochs"]
     if done < epochs and budget.exhausted(state["history"][-1]["seconds"]):

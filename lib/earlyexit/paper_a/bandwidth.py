@@ -17,7 +17,9 @@ is Eq. (11) averaged over the test set; accuracy counts each sample at the exit 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -263,13 +265,19 @@ def fit_regressors(
     cands: latency.Candidates,
     training_mbps: dict[tuple[float, float], tuple[float, ...]] = TRAINING_MBPS,
     seed: int = 0,
+    store: str | os.PathLike | None = None,
 ) -> Regressors:
-    """One regression model per interval, fitted to Problem (10)'s optimal thresholds at its bandwidths."""
+    """One regression model per interval, fitted to Problem (10)'s optimal thresholds at its bandwidths; with
+    ``store`` (a folder of derived results), each kept there (:func:`latency.fit_or_load_regressor`)."""
     models, rows = {}, []
     for interval, bws in training_mbps.items():
         choice = latency.solve(cands, np.asarray(bws) * 1e6, s.bits, s.r_comp, s.tau)
         targets = _thresholds(cands, kind, choice.index)
-        models[interval] = latency.fit_regressor(bws, targets, interval, seed=seed)
+        if store is None:
+            models[interval] = latency.fit_regressor(bws, targets, interval, seed=seed)
+        else:
+            path = Path(store) / f"regressor-{kind}-{interval[0]:g}-{interval[1]:g}mbps.npz"
+            models[interval] = latency.fit_or_load_regressor(bws, targets, interval, path, seed=seed)
         rows += [
             {
                 "interval_mbps": f"{interval[0]:g}-{interval[1]:g}",

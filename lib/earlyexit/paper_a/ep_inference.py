@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
 from ..core import checks
@@ -159,6 +160,59 @@ def ep_labels(conf: np.ndarray, lam) -> np.ndarray:
     return (conf[:, :-1] >= lam[None, :]).astype(np.float32)
 
 
+@njit(cache=True)
+def _sums(conf, scores, lam, gamma, stage, head, correct):  # pragma: no cover - compiled; tested via evaluate_many
+    """Per threshold row: the summed on-device FLOPs (without the EP), samples sent on and samples right."""
+    rows, (samples, n) = lam.shape[0], conf.shape
+    flops, last, right = np.zeros(rows), np.zeros(rows), np.zeros(rows)
+    for r in range(rows):
+        for i in range(samples):
+            exit_, spent = n, 0.0
+            for k in range(n):
+                if scores.shape[0] == 0 or scores[i, k] >= gamma[r, k]:
+                    spent += head[k]
+                    if conf[i, k] >= lam[r, k]:
+                        exit_ = k
+                        break
+            flops[r] += spent + stage[min(exit_, n - 1)]
+            last[r] += exit_ == n
+            right[r] += correct[i, exit_]
+    return flops, last, right
+
+
+def evaluate_many(
+    conf: np.ndarray,
+    parts: list[PartFlops],
+    lam: np.ndarray,
+    gamma: np.ndarray,
+    scores: np.ndarray | None = None,
+    ep_flops: float = 0.0,
+    correct: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`evaluate` for K rows of thresholds at once, ``lam`` and ``gamma`` each (K, N-1) (``gamma`` is not
+    used without ``scores``), in one compiled pass over rows and samples.
+
+    Returns each row's mean on-device FLOPs (Eq. (3), or Eq. (4) with ``scores``: ``ep_flops`` included), the
+    share of samples the last exit answers and, given every exit's ``correct``ness (samples, N), the accuracy
+    (zeros without it). FLOPs are whole numbers, so their sums are exact in any order.
+    """
+    n = conf.shape[1] - 1
+    stage = np.cumsum([p.stage for p in parts[:n]], dtype=np.float64)  # stages run up to each exit
+    head = np.array([p.exit for p in parts[:n]], dtype=np.float64)
+    right = np.zeros(conf.shape, dtype=bool) if correct is None else np.asarray(correct, dtype=bool)
+    flops, last, hits = _sums(
+        np.asarray(conf[:, :n], dtype=np.float64),
+        np.zeros((0, n)) if scores is None else np.asarray(scores, dtype=np.float64),
+        np.ascontiguousarray(lam, dtype=np.float64),
+        np.ascontiguousarray(gamma, dtype=np.float64),
+        stage,
+        head,
+        right,
+    )
+    samples = conf.shape[0]
+    return ep_flops + flops / samples, last / samples, hits / samples
+
+
 def select_gamma(
     conf: np.ndarray,
     scores: np.ndarray,
@@ -172,24 +226,22 @@ def select_gamma(
     (2 %) additional samples end at the last exit than without the Exit Predictor.
 
     Searches every combination of ``candidates`` per early exit (default 0, 0.05, ..., 1; gamma = 0
-    computes every exit, so a feasible choice always exists: it must be among them); ties go to the smaller
-    thresholds.
+    computes every exit, so a feasible choice always exists: it must be among them) at once
+    (:func:`evaluate_many`); ties go to the smaller thresholds. Returns them with their :func:`evaluate` outcome.
     """
     _check_conf(conf)
     checks.number("extra_last", extra_last, low=0.0, high=1.0, open_low=True, fix="a share of samples, e.g. 0.02")
     _check_candidates(candidates)
-    conf = np.asarray(conf)
+    checks.probabilities("scores", scores, ndim=2, fix="pass the Exit Predictor's sigmoid scores")
+    conf, scores = np.asarray(conf), np.asarray(scores)
     n = conf.shape[1]
+    lam = _thresholds("lam", lam, n - 1)
     base = np.mean(evaluate(conf, parts, lam).exit == n - 1)
     grid = np.linspace(0.0, 1.0, 21) if candidates is None else np.asarray(candidates, dtype=np.float64)
-    best, best_cost = None, np.inf
-    for gamma in itertools.product(grid, repeat=n - 1):
-        result = evaluate(conf, parts, lam, np.array(gamma), scores, ep_flops)
-        last = np.mean(result.exit == n - 1)
-        cost = result.device_flops.mean()
-        if last - base < extra_last and cost < best_cost:
-            best, best_cost = (np.array(gamma), result), cost
-    return best
+    gammas = np.array(list(itertools.product(grid, repeat=n - 1)), dtype=np.float64)
+    cost, last, _ = evaluate_many(conf, parts, np.broadcast_to(lam, gammas.shape), gammas, scores, ep_flops)
+    best = int(np.argmin(np.where(last - base < extra_last, cost, np.inf)))  # the first of equal costs
+    return gammas[best], evaluate(conf, parts, lam, gammas[best], scores, ep_flops)
 
 
 def _rows(h: Tensor | list[Tensor], keep: Tensor) -> Tensor | list[Tensor]:

@@ -13,17 +13,20 @@ thresholds (§IV) come from small regression models fitted to the optima at a fe
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..core import checks
-from ..core.fingerprint import input_check
+from ..core.fingerprint import fingerprint, input_check
+from ..engine import derived
 from ..nets.flops import PartFlops
 from ..nets.multiexit import MultiExitNet
 from . import ep_inference
@@ -100,14 +103,13 @@ def candidates(
     ep_flops: float = 0.0,
     oracle: bool = False,
     offload_flops: float = 0.0,
-    chunk: int = 256,
 ) -> Candidates:
     """Every combination of per-exit thresholds from ``lam_values`` (and ``gamma_values`` with ``scores``)
     evaluated by Algorithm 1 on the artifact's test confidences (``oracle``: §III's oracle instead).
 
     ``offload_flops`` is spent on the device for every sample sent to the server (the feature encoder).
-    Algorithm 1 runs on ``chunk`` candidates at a time as array operations (the same rule as
-    :func:`ep_inference.evaluate`), so tens of thousands of candidates take seconds.
+    Algorithm 1 runs on all candidates in one compiled pass (:func:`ep_inference.evaluate_many`, the same rule
+    as :func:`ep_inference.evaluate`), so tens of thousands of candidates take a second.
     """
     checks.probabilities("conf", conf, ndim=2, fix="pass every exit's softmax confidence, shape (samples, N)")
     checks.boolean("correct", correct, np.shape(conf), fix="pass every exit's correctness on the same samples")
@@ -130,38 +132,8 @@ def candidates(
         share = np.array([np.mean(o.exit == n) for o in outcomes])
         accuracy = np.array([o.summary(correct)["accuracy"] for o in outcomes])
     else:
-        device, share, accuracy = _algorithm1(conf, correct, parts, lam, gamma, scores, ep_flops, chunk)
+        device, share, accuracy = ep_inference.evaluate_many(conf, parts, lam, gamma, scores, ep_flops, correct)
     return Candidates(lam, gamma, accuracy, device + offload_flops * share, share)
-
-
-def _algorithm1(
-    conf: np.ndarray,
-    correct: np.ndarray,
-    parts: list[PartFlops],
-    lam: np.ndarray,
-    gamma: np.ndarray,
-    scores: np.ndarray | None,
-    ep_flops: float,
-    chunk: int,
-) -> tuple[np.ndarray, ...]:
-    """Mean on-device FLOPs, share of samples sent to the server and accuracy, each (K,), of K threshold rows."""
-    n = conf.shape[1] - 1
-    stage = np.array([p.stage for p in parts[:n]], dtype=np.float64)
-    head = np.array([p.exit for p in parts[:n]], dtype=np.float64)
-    samples = np.arange(conf.shape[0])[None, :]
-    device, share, accuracy = [], [], []
-    for start in range(0, len(lam), chunk):
-        lam_c, gamma_c = lam[start : start + chunk, None, :], gamma[start : start + chunk, None, :]
-        run = (scores[None] >= gamma_c) if scores is not None else np.ones((1, *conf[:, :n].shape), dtype=bool)
-        stops = run & (conf[None, :, :n] >= lam_c)
-        exit_ = np.where(stops.any(2), stops.argmax(2), n)
-        before = np.arange(n)[None, None, :] <= exit_[..., None]
-        reached = np.arange(n)[None, None, :] <= np.minimum(exit_, n - 1)[..., None]
-        per_sample = (reached @ stage) + ((run & before) @ head)
-        device.append(ep_flops + per_sample.mean(1))
-        share.append((exit_ == n).mean(1))
-        accuracy.append(correct[samples, exit_].mean(1))
-    return np.concatenate(device), np.concatenate(share), np.concatenate(accuracy)
 
 
 @dataclass(frozen=True)
@@ -237,6 +209,39 @@ def fit_regressor(
         loss.backward()
         opt.step()
     return model.eval()
+
+
+def fit_or_load_regressor(
+    bandwidths_mbps, thresholds: np.ndarray, interval_mbps: tuple[float, float], path: str | os.PathLike, seed: int = 0
+) -> ThresholdRegressor:
+    """:func:`fit_regressor` kept in ``path`` (a derived result, :func:`earlyexit.engine.derived.load_or_compute`):
+    its weights are read back when the bandwidths, target thresholds, interval and seed are the same, fitted by
+    the same code. A stored regressor also answers the same on every CPU, where a refit may differ in its last
+    bits."""
+    targets = np.asarray(thresholds, dtype=np.float32)
+    key = {
+        "bandwidths_mbps": [float(b) for b in bandwidths_mbps],
+        "thresholds": targets.tolist(),
+        "interval_mbps": [float(v) for v in interval_mbps],
+        "seed": seed,
+        "code": fingerprint(fit_or_load_regressor),
+    }
+
+    def write(model: ThresholdRegressor, tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{name: value.numpy() for name, value in model.state_dict().items()})
+
+    def read(stored: Path) -> ThresholdRegressor:
+        with np.load(stored) as f:
+            weights = {name: torch.from_numpy(f[name]) for name in f.files}
+        hidden, outputs = weights["layers.0.weight"].shape[0], weights["layers.2.weight"].shape[0]
+        model = ThresholdRegressor(interval_mbps, outputs, hidden)
+        model.load_state_dict(weights)
+        return model.eval()
+
+    return derived.load_or_compute(
+        path, key, lambda: fit_regressor(bandwidths_mbps, targets, interval_mbps, seed=seed), write, read
+    )
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
