@@ -310,6 +310,27 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert "| bf16 |" in row and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row and "| 72.21 |" in row
 
 
+def test_ledger_applies_the_stopping_rule_to_a_training_run_against_its_tier_target(monkeypatch):
+    read = pipeline.artifacts.read_manifest
+
+    def with_curve(directory):
+        manifest = read(directory)
+        if directory.name == "vgg16bn-cifar100":
+            curve = [40.0, 55.0, 61.0] + [61.0] * (len(manifest["history"]) - 3)
+            manifest["history"] = [{**h, "test_accuracy": [30.0, acc]} for h, acc in zip(manifest["history"], curve)]
+        return manifest
+
+    monkeypatch.setattr(pipeline.artifacts, "read_manifest", with_curve)
+    ledger = pipeline.ledger_table("cpu").splitlines()
+    vgg = next(line for line in ledger if line.startswith("| vgg16bn | cifar100 |"))
+    epochs = len(read(pipeline.artifacts.run_dir(pipeline.ROOT / "artifacts", "cpu", "vgg16bn", "cifar100"))["history"])
+    assert vgg.endswith(f"| target 60 % reached (last exit 61.00 % after {epochs} epochs; first at epoch 3) |")
+    assert next(line for line in ledger if line.startswith("| resnet44 | cifar100 |")).endswith(
+        "| no learning curve recorded |"
+    )
+    assert all(line.endswith("|  |") for line in ledger if "pruned, fine-tuned" in line)
+
+
 @pytest.mark.parametrize(
     "machine, precision, label",
     [

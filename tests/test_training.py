@@ -1,9 +1,11 @@
 """The training loop: Eq. (5), the learning-rate schedule, determinism and resume after interruption."""
 
+import time
+
 import pytest
 import torch
 
-from earlyexit.engine import training
+from earlyexit.engine import budget, training
 from earlyexit.nets.models import build_model
 
 TINY = dict(epochs=2, anneal_epochs=2, train_per_class=2, test_per_class=1, batch_size=8, precision="fp32")
@@ -80,12 +82,25 @@ def test_an_observed_run_records_its_learning_curve_and_trains_the_same_weights(
     assert torch.equal(torch.get_rng_state(), after_plain)  # building its copy of the network drew no numbers
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), observed.state_dict().values()))
     assert [h["loss"] for h in history] == [h["loss"] for h in plain_history]
-    assert all(len(h["test_accuracy"]) == observed.num_exits for h in history)
+    assert all(len(h["test_accuracy"]) == observed.num_exits and h["observe_seconds"] > 0 for h in history)
     rows = training.data.stratified_indices(ds.y_test, cfg.test_per_class, cfg.seed)
     right = training.predict(observed, ds.x_test[rows], ds.name, progress=False).argmax(-1) == ds.y_test[rows][:, None]
     assert history[-1]["test_accuracy"] == (100 * right.double().mean(0)).tolist()
     assert torch.load(tmp_path / "observed.pt", weights_only=True)["history"] == history
-    assert not training._OBSERVERS and "test_accuracy" not in plain_history[-1]
+    assert not training._OBSERVERS and not {"test_accuracy", "observe_seconds"} & set(plain_history[-1])
+
+
+def test_the_time_spent_observing_counts_against_the_budget(load_dataset, tmp_path, monkeypatch):
+    """A deadline that another epoch of training alone would meet, but not with the observer's second."""
+    ds = load_dataset("cifar10")
+
+    def slow_observer(state):
+        time.sleep(1.0)
+        monkeypatch.setenv(budget.DEADLINE_ENV, repr(time.time() + state["history"][-1]["seconds"] + 0.5))
+
+    with training.observing(slow_observer), pytest.raises(budget.BudgetSpent, match="after epoch 1 of 2"):
+        _run(ds, tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["history"][0]["observe_seconds"] >= 1.0
 
 
 def test_checkpoint_of_other_parameters_is_refused(load_dataset, tmp_path):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .core import data, files, fingerprint, hardware, paper
-from .engine import artifacts, budget, parallel, pruning, resident, train_stage, training, weights
+from .engine import artifacts, budget, parallel, pruning, resident, train_bench, train_stage, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
 from .nets.models import BUILDERS
@@ -776,27 +776,31 @@ def durations_table(profile: str) -> str:
 def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
     """Markdown compute ledger of a profile's artifacts of the stage ``kinds``, from their manifests: what was
     trained, how long, on which machine and precision, and the accuracy of every exit beside the paper's
-    backbone accuracy."""
+    backbone accuracy; a training run also gets issue 35's stopping rule on its learning curve, against its
+    target in ``tiers.toml`` (:func:`.engine.train_bench.learning_verdict`)."""
     rows = [
-        "| model | dataset | epochs | training (min) | machine | precision | test accuracy per exit (%) | paper, backbone (%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | dataset | epochs | training (min) | machine | precision | test accuracy per exit (%) "
+        "| paper, backbone (%) | stopping rule |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    targets = train_bench.tier_targets(train_bench.read_tiers(ROOT / "tiers.toml"))
     runs = [
         (
             job.get("model") or f"msdnet-{job['variant']}",
             job["dataset"],
             stage.label(job),
             stage.directory(ROOT / "artifacts", profile, job),
+            stage.kind == "train",
         )
         for stage in STAGES.values()
         if stage.kind in kinds
         for job in entries(stage.kind, profile)
     ]
-    for model, dataset, label, directory in runs:
+    for model, dataset, label, directory, trained in runs:
         try:
             m = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
-            rows.append(f"| {label} | {dataset} | {_unfinished(directory)} | | | | | |")
+            rows.append(f"| {label} | {dataset} | {_unfinished(directory)} | | | | | | |")
             continue
         reference = paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
@@ -805,9 +809,10 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
             if len(acc) <= 4
             else f"{len(acc)} exits: first {acc[0]:.2f}, last {acc[-1]:.2f}, range {min(acc):.2f}-{max(acc):.2f}"
         )
+        rule = train_bench.learning_verdict(m.get("history", []), targets.get((model, dataset))) if trained else ""
         rows.append(
             f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} |"
+            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} | {rule} |"
         )
     return "\n".join(rows)
 

@@ -270,6 +270,11 @@ def read_tiers(path: Path) -> list[dict]:
     return out
 
 
+def tier_targets(tiers: list[dict]) -> dict[tuple[str, str], float | None]:
+    """The target of every job of ``tiers`` (:func:`read_tiers`), by (model, dataset)."""
+    return {(job["model"], job["dataset"]): job["target"] for tier in tiers for job in tier["jobs"]}
+
+
 #: Issue 35's stopping rule: a network stops at its target (the last exit's test accuracy, %) or once it gains
 #: less than ``MIN_GAIN_PP`` percentage points over ``WINDOW`` epochs.
 WINDOW, MIN_GAIN_PP = 3, 0.3
@@ -281,7 +286,7 @@ def learning_verdict(history: list[dict], target: float | None = None) -> str:
     (and when first), at a plateau, or still gaining."""
     curve = [h["test_accuracy"][-1] for h in history if "test_accuracy" in h]
     if len(curve) < len(history) or not curve:
-        return "no learning curve recorded (train with training.test_accuracy_observer)"
+        return "no learning curve recorded"
     last = f"last exit {curve[-1]:.2f} % after {len(curve)} epochs"
     if target is not None and curve[-1] >= target:
         first = next(i for i, acc in enumerate(curve, 1) if acc >= target)

@@ -265,12 +265,16 @@ def test_accuracy_observer(model_name: str, ds: data.Dataset, cfg: TrainConfig) 
 def _save_checkpoint(path: Path, state: dict) -> None:
     """Write the checkpoint, after the observers of :func:`observing` have seen it; then stop with
     :class:`.budget.BudgetSpent` if epochs remain that the time budget would not cover (a budget decides when a
-    run stops, never what it computes)."""
+    run stops, never what it computes). The observers' time is recorded as the epoch's ``observe_seconds`` and
+    counted with its training time against the budget."""
+    last, start = state["history"][-1], time.perf_counter()
     for observer in _OBSERVERS:
         observer(state)
+    if _OBSERVERS:
+        last["observe_seconds"] = time.perf_counter() - start
     files.atomic_write(path, lambda f: torch.save(state, f))
     done, epochs = len(state["history"]), state["config"]["epochs"]
-    if done < epochs and budget.exhausted(state["history"][-1]["seconds"]):
+    if done < epochs and budget.exhausted(last["seconds"] + last.get("observe_seconds", 0.0)):
         raise budget.stop(path, done, epochs)
 
 
