@@ -46,6 +46,7 @@ from .paper_b import baselines, msdnet_design, single_exit
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
+TIERS = ROOT / "tiers.toml"  # the plan of longer cpu training (issue 35): engine.train_bench.read_tiers
 DEFAULT_PROFILE = "cpu"
 #: The exit status of a run stopped by its time budget (EX_TEMPFAIL: run the same command again to continue).
 EXIT_BUDGET = 75
@@ -783,7 +784,7 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
         "| paper, backbone (%) | stopping rule |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    targets = train_bench.tier_targets(train_bench.read_tiers(ROOT / "tiers.toml"))
+    targets = train_bench.tier_targets(train_bench.read_tiers(TIERS))
     runs = [
         (
             job.get("model") or f"msdnet-{job['variant']}",

@@ -21,7 +21,6 @@ README = pipeline.ROOT / "README.md"
 BOOK = pipeline.ROOT / "book"
 BOOK_PAGE = BOOK / "claims.md"
 RESULTS = pipeline.ROOT / "benchmarks" / "results"
-TIERS = pipeline.ROOT / "tiers.toml"
 
 
 def throughput(profile: str) -> str:
@@ -29,7 +28,7 @@ def throughput(profile: str) -> str:
     the hours each tier of ``tiers.toml`` costs on each kind, then the recipe studies' summaries
     (``benchmarks/results/recipe-*.txt``); they do not depend on ``profile``."""
     saved = sorted(RESULTS.glob("training-*.txt"))
-    tiers = train_bench.tier_markdown(train_bench.read_tiers(TIERS), train_bench.rates_by_kind(saved))
+    tiers = train_bench.tier_markdown(train_bench.read_tiers(pipeline.TIERS), train_bench.rates_by_kind(saved))
     rates = "\n\n".join(train_bench.rates_markdown(path) for path in saved)
     studies = "".join(
         f"\n\n**{path.name}** (`benchmarks/bench_recipe.py`):\n\n```text\n{path.read_text().strip()}\n```"
