@@ -307,7 +307,13 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert sum("feature codec trained" in line for line in ledger) == len(compressed)
     row = next(line for line in ledger if line.startswith("| resnet44 | cifar100 | 25 |"))
     accuracy = pipeline.load_artifact("cpu", "resnet44", "cifar100").manifest["test_accuracy"]
-    assert "| bf16 |" in row and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row and "| 72.21 |" in row
+    assert (
+        "| bf16 |" in row
+        and " / ".join(f"{100 * a:.2f}" for a in accuracy) in row
+        and "| 72.21 (backbone, A Table I) |" in row
+    )
+    msdnet = next(line for line in ledger if line.startswith("| msdnet40 | cifar100 |"))
+    assert "| 67.93 (EINet, B Table II) |" in msdnet
 
 
 def test_ledger_applies_the_stopping_rule_to_a_training_run_against_its_tier_target(monkeypatch):

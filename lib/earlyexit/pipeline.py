@@ -777,11 +777,11 @@ def durations_table(profile: str) -> str:
 def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
     """Markdown compute ledger of a profile's artifacts of the stage ``kinds``, from their manifests: what was
     trained, how long, on which machine and precision, and the accuracy of every exit beside the paper's
-    backbone accuracy; a training run also gets issue 35's stopping rule on its learning curve, against its
+    (:func:`_paper_accuracy`); a training run also gets issue 35's stopping rule on its learning curve, against its
     target in ``tiers.toml`` (:func:`.engine.train_bench.learning_verdict`)."""
     rows = [
         "| model | dataset | epochs | training (min) | machine | precision | test accuracy per exit (%) "
-        "| paper, backbone (%) | stopping rule |",
+        "| paper (%) | stopping rule |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     targets = train_bench.tier_targets(train_bench.read_tiers(TIERS))
@@ -803,7 +803,6 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
         except artifacts.ArtifactError:
             rows.append(f"| {label} | {dataset} | {_unfinished(directory)} | | | | | | |")
             continue
-        reference = paper.A_TABLE1.get((dataset, model), ("",))[0]
         acc = [100 * a for a in m.get("test_accuracy", [])]
         accuracy = (
             " / ".join(f"{a:.2f}" for a in acc)
@@ -813,9 +812,20 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
         rule = train_bench.learning_verdict(m.get("history", []), targets.get((model, dataset))) if trained else ""
         rows.append(
             f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {reference} | {rule} |"
+            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {_paper_accuracy(model, dataset)} | {rule} |"
         )
     return "\n".join(rows)
+
+
+def _paper_accuracy(model: str, dataset: str) -> str:
+    """What the papers print for a network: Paper A's backbone accuracy (Table I), or for Paper B's networks
+    EINet's accuracy under uniform preemption (Table II: not a backbone's; ours is in notebook 27)."""
+    if (dataset, model) in paper.A_TABLE1:
+        return f"{paper.A_TABLE1[dataset, model][0]:.2f} (backbone, A Table I)"
+    name = paper.B_MODEL_NAMES.get(model)
+    if (dataset, name) in paper.B_TABLE2:
+        return f"{paper.B_TABLE2[dataset, name][1]:.2f} (EINet, B Table II)"
+    return ""
 
 
 def _unfinished(directory: Path) -> str:
