@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from earlyexit.core import fingerprint
 from earlyexit.engine import artifacts, provenance
 
 PARAMS = {"model": "resnet44", "dataset": "cifar100", "profile": "smoke", "epochs": 1}
@@ -33,6 +34,20 @@ def test_round_trip_records_provenance(tmp_path):
     assert manifest["code"] == provenance.code_digests(PARAMS)
     assert {"params", "data_sha256", "git_commit", "wall_time_s", "created", "machine", "npz_sha256"} <= set(manifest)
     assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_a_refused_fingerprint_leaves_the_previous_artifact_whole(tmp_path, monkeypatch):
+    _write(tmp_path)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+
+    def edited_under_the_process(params):
+        raise fingerprint.FingerprintError("training.py changed on disk after this process started")
+
+    monkeypatch.setattr(provenance, "code_fingerprint", edited_under_the_process)
+    arrays = artifacts.cs_profile(torch.tensor([[[0.1, 0.9]]]), torch.tensor([1]), "test")
+    with pytest.raises(fingerprint.FingerprintError):
+        artifacts.write(tmp_path, arrays, params=PARAMS, data_sha256="abc", wall_time_s=1.0)
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
 
 
 def test_a_network_counts_in_the_code_of_its_own_artifacts_only():

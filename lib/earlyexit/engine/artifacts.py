@@ -109,16 +109,18 @@ def write(
 
     ``params`` are what the artifact must match to be current (model, dataset, profile, training
     hyper-parameters); ``machine`` defaults to :func:`hardware.machine_record`; ``info`` is recorded
-    as is (e.g. epochs, per-epoch history).
+    as is (e.g. epochs, per-epoch history). The code is fingerprinted before anything is written, so that a
+    refused fingerprint (:class:`.fingerprint.FingerprintError`: the source changed under the process) leaves
+    the previous artifact whole.
     """
     directory = Path(directory)
+    code = {"code_sha256": provenance.code_fingerprint(params), "code": provenance.code_digests(params)}
     directory.mkdir(parents=True, exist_ok=True)
     files.atomic_write(directory / NPZ, lambda f: np.savez_compressed(f, **arrays))
     manifest = {
         "params": params,
         "data_sha256": data_sha256,
-        "code_sha256": provenance.code_fingerprint(params),
-        "code": provenance.code_digests(params),
+        **code,
         "git_commit": git_commit(),
         "npz_sha256": files.file_sha256(directory / NPZ),
         "wall_time_s": round(wall_time_s, 1),
