@@ -46,16 +46,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check lib tests benchmarks book
 	$(BIN)/ruff format --check lib tests benchmarks book
 
-## unit tests and nbval run on TEST_WORKERS processes (pytest-xdist), each with its share of the cores
-TEST_WORKERS ?= 2
-TEST_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > $(TEST_WORKERS) ? n / $(TEST_WORKERS) : 1 )))
-XDIST = -n $(TEST_WORKERS)
 unit: $(VENV)/.installed data
-	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -q $(XDIST) --durations=15 tests
+	$(BIN)/pytest -q --durations=15 tests
 
-## the smoke pipeline trains two networks at once (--jobs 2), each on its share of the cores
 smoke: $(VENV)/.installed data
-	$(BIN)/python -m earlyexit.pipeline --profile smoke --force --jobs 2
+	$(BIN)/python -m earlyexit.pipeline --profile smoke --force
 
 ## nbval runs copies of the figure notebooks in build/nbval (artifacts linked, figures written to a copy of
 ## figures/ there), so that the tests leave the work tree as they found it (the timing figures differ by machine)
@@ -63,8 +58,7 @@ NBVAL_DIR := build/nbval
 nbval: $(VENV)/.installed data
 	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR) && cp -r notebooks figures $(NBVAL_DIR)/
 	ln -s ../../artifacts $(NBVAL_DIR)/artifacts
-	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -q -p no:cacheprovider $(XDIST) \
-		--dist loadfile --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks | sed 's|notebooks/|$(NBVAL_DIR)/notebooks/|g')
 
 ## refresh requirements/lock.txt from pyproject.toml (uv, in a throw-away environment): one universal lock for 3.11-3.13
