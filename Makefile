@@ -10,10 +10,9 @@ export EARLYEXIT_DATA := $(DATA_DIR)
 export EARLYEXIT_DOWNLOAD ?= $(if $(wildcard $(SHARED_DATA)/unpack.py),0,1)
 
 BIN := $(VENV)/bin
-# uv installs the lock (4x faster than pip from an empty cache: benchmarks/results/install-uv-vs-pip-*.txt); it is
-# pip-installed into each environment at this version, so nothing is needed beyond Python
+# pip installs the lock: it reads the machine's pip configuration (a local index or wheel folder), which uv ignores
+# (benchmarks/results/install-uv-vs-pip-*.txt); uv, at this version, only writes the lock (make lock)
 UV_VERSION ?= 0.13.9
-UV := $(BIN)/uv
 
 
 BOOK_VENV ?= .venv-book
@@ -46,11 +45,16 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check lib tests benchmarks book
 	$(BIN)/ruff format --check lib tests benchmarks book
 
+## unit tests and nbval run on TEST_WORKERS processes (pytest-xdist), each with its share of the cores
+TEST_WORKERS ?= 2
+TEST_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > $(TEST_WORKERS) ? n / $(TEST_WORKERS) : 1 )))
+PARALLEL_TESTS = OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -q -n $(TEST_WORKERS)
 unit: $(VENV)/.installed data
-	$(BIN)/pytest -q --durations=15 tests
+	$(PARALLEL_TESTS) --durations=15 tests
 
+## the smoke pipeline trains TEST_WORKERS networks at once (--jobs), each on its share of the cores
 smoke: $(VENV)/.installed data
-	$(BIN)/python -m earlyexit.pipeline --profile smoke --force
+	$(BIN)/python -m earlyexit.pipeline --profile smoke --force --jobs $(TEST_WORKERS)
 
 ## nbval runs copies of the figure notebooks in build/nbval (artifacts linked, figures written to a copy of
 ## figures/ there), so that the tests leave the work tree as they found it (the timing figures differ by machine)
@@ -58,7 +62,7 @@ NBVAL_DIR := build/nbval
 nbval: $(VENV)/.installed data
 	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR) && cp -r notebooks figures $(NBVAL_DIR)/
 	ln -s ../../artifacts $(NBVAL_DIR)/artifacts
-	$(BIN)/pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	$(PARALLEL_TESTS) -p no:cacheprovider --dist loadfile --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		$$($(BIN)/python -m earlyexit.pipeline --profile cpu --notebooks | sed 's|notebooks/|$(NBVAL_DIR)/notebooks/|g')
 
 ## refresh requirements/lock.txt from pyproject.toml (uv, in a throw-away environment): one universal lock for 3.11-3.13
@@ -88,9 +92,10 @@ book-check: book $(VENV)/.installed
 		|| (echo "book-check needs Debian's chromium: apt-get install chromium" && exit 1)
 	EARLYEXIT_BOOK=$(BOOK_HTML) $(BIN)/pytest -q -p no:cacheprovider tests/test_book_in_browser.py
 
-$(BOOK_VENV)/.installed: book/requirements.txt $(VENV)/.installed
+$(BOOK_VENV)/.installed: book/requirements.txt
 	$(PYTHON) -m venv $(BOOK_VENV)
-	$(UV) pip install -q --python $(BOOK_VENV)/bin/python -r book/requirements.txt
+	$(BOOK_VENV)/bin/pip install -qq --upgrade pip
+	$(BOOK_VENV)/bin/pip install -qq -r book/requirements.txt
 	touch $@
 
 lab: $(VENV)/.installed data
@@ -104,9 +109,9 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 		"Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); earlyexit needs 3.11, 3.12 or 3.13:" \
 		"pass PYTHON=/path/to/python3.1x"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -qq --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install -q --python $(BIN)/python -r requirements/lock.txt
-	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -r requirements/lock.txt
+	$(BIN)/pip install -qq --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (earlyexit)"
 	touch $@
 
