@@ -1,5 +1,6 @@
 """The papermill runner: jobs per profile, parameter checks, and failures named by notebook and cell."""
 
+import sys
 from pathlib import Path
 
 import nbformat
@@ -72,6 +73,39 @@ def test_smoke_jobs_cover_every_model_and_write_outside_figures():
     assert figures and all("runs/smoke/figures" in j.params["figures_dir"] for j in figures)
     real_mode = "B-fig1-fig2-real-mode"  # reads shipped weights, which smoke does not keep
     assert real_mode not in {j.stage for j in figures} and real_mode in {j.stage for j in pipeline.jobs("cpu")}
+
+
+def test_a_figure_stage_sets_parameters_in_one_profile_only():
+    smoke = {j.stage: j.params for j in pipeline.jobs("smoke") if j.kind == "figure"}
+    cpu = {j.stage: j.params for j in pipeline.jobs("cpu") if j.kind == "figure"}
+    assert smoke["B-fig13-distributions"]["runs"] == 1 and "runs" not in cpu["B-fig13-distributions"]
+    notebook = next(j.notebook for j in pipeline.jobs("smoke") if j.stage == "B-fig13-distributions")
+    assert pipeline.injected(notebook, smoke["B-fig13-distributions"])["random_k"] == 1_000
+
+
+def test_parameters_of_an_unknown_profile_are_refused(tmp_path, monkeypatch):
+    (tmp_path / "f.ipynb").write_text("{}")
+    stage = {"id": "f", "kind": "figure", "notebook": "f.ipynb", "params": {"gpu": {"runs": 1}}}
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "load_stages", lambda *path: [stage])
+    with pytest.raises(SystemExit, match=r"stage 'f' sets params for unknown profile\(s\) \['gpu'\]"):
+        pipeline.jobs("smoke")
+
+
+def test_a_job_line_is_printed_in_one_write(monkeypatch):
+    """Training jobs run in threads (``--jobs``): a line written in two parts could be split by another's."""
+    writes = []
+
+    class Recorder:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    pipeline._say("[smoke] train: job: done in 3 s")
+    assert writes == ["[smoke] train: job: done in 3 s\n"]
 
 
 def test_a_stage_limited_to_unknown_profiles_is_refused(tmp_path):

@@ -387,7 +387,7 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
     """Every notebook execution of ``profile``, in pipeline order (optionally only some stages).
 
     A figure stage that ``needs`` models the profile does not train, or whose ``profiles`` do not
-    include it, is left out.
+    include it, is left out; its ``params.PROFILE`` table sets notebook parameters in that profile only.
     """
     check_profile(profile)
     stages = load_stages()
@@ -416,8 +416,21 @@ def jobs(profile: str, only: list[str] | None = None) -> list[Job]:
                 for job in _stage_jobs(s, profile, ROOT / "pipeline.toml", trained_jobs)
             ]
         elif profile in s.get("profiles", PROFILES) and {tuple(pair) for pair in s.get("needs", [])} <= trained:
-            out.append(Job(s["id"], "figure", notebook, common | figure_params))
+            out.append(Job(s["id"], "figure", notebook, common | figure_params | _profile_params(s, profile)))
     return out
+
+
+def _profile_params(stage: dict, profile: str) -> dict:
+    """The notebook parameters a figure stage sets in ``profile`` only (its ``params.PROFILE`` table of
+    ``pipeline.toml``); a table of an unknown profile exits naming it."""
+    tables = stage.get("params", {})
+    unknown = set(tables) - set(PROFILES)
+    if unknown:
+        raise SystemExit(
+            f"pipeline.toml: stage {stage['id']!r} sets params for unknown profile(s) {sorted(unknown)}; "
+            f"choose from {', '.join(PROFILES)}"
+        )
+    return tables.get(profile, {})
 
 
 def injected(notebook: Path, params: dict) -> dict:
@@ -747,15 +760,21 @@ def run(
 def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None) -> bool:
     """Execute one job, saying so; False if the time budget stopped it."""
     label = f"[{profile}] {job.stage}: {job.name}"
-    print(f"{label}: running ({reason}) ...", flush=True)
+    _say(f"{label}: running ({reason}) ...")
     start = time.perf_counter()
     try:
         execute(job, profile, env)
     except BudgetStopped as err:
-        print(f"{label}: {err}", flush=True)
+        _say(f"{label}: {err}")
         return False
-    print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    _say(f"{label}: done in {time.perf_counter() - start:.0f} s")
     return True
+
+
+def _say(line: str) -> None:
+    """Print ``line`` in one write, so that jobs running in threads (``--jobs``) never share a line."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def durations_table(profile: str) -> str:
