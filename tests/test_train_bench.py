@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from earlyexit.core import hardware
@@ -101,3 +102,17 @@ def test_the_stopping_rule_reads_the_last_exit_of_the_learning_curve():
     assert train_bench.learning_verdict(_history([50, 52, 54, 56, 58]), 60).startswith("still gaining: +6.00 pp")
     assert train_bench.learning_verdict(_history([50, 52]), None).startswith("too few epochs")
     assert train_bench.learning_verdict([{"epoch": 1, "loss": 1.0}]).startswith("no learning curve")
+
+
+def test_a_job_on_the_host_loop_is_priced_with_its_learning_curve():
+    """The host loop predicts the test split after every epoch (the learning curve, in fp32); the GPU loop does not."""
+    rates = pd.DataFrame(
+        [{"model": "alexnet", "precision": "fp32", "train_img_s": 500.0, "predict_img_s": 1000.0, "single_ms": 1.0}]
+    )
+    cpu, paper = (
+        train_bench.job_plan(rates, [("alexnet", "cifar10", {"epochs": 3})], profile, "fp32").iloc[0]
+        for profile in ("cpu", "paper")
+    )
+    assert cpu.train_min == pytest.approx(3 * 50_000 / 500 / 60)
+    assert cpu.observe_min == pytest.approx(3 * 10_000 / 1000 / 60) and paper.observe_min == 0
+    assert cpu.total_h * 60 == pytest.approx(cpu.train_min + cpu.observe_min + cpu.predict_min)

@@ -32,6 +32,8 @@ from .train_stage import STAGE
 
 EPOCH_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
 PROFILE_IMAGES = {"cifar10": 60_000, "cifar100": 60_000, "mnist": 70_000}  # test + training split predicted
+#: The test split, which the host loop predicts once more after every epoch (training.test_accuracy_observer)
+TEST_IMAGES = {name: PROFILE_IMAGES[name] - EPOCH_IMAGES[name] for name in EPOCH_IMAGES}
 #: Batch for timing emulated bf16 (per-image cost scales linearly there; keeps the benchmark short).
 EMULATED_BATCH = 16
 
@@ -148,8 +150,9 @@ def job_plan(
     """Predicted wall time of each training job ``(model, dataset, overrides)`` of ``profile`` at ``rates``.
 
     Uses the rate of the precision ``"auto"`` picks (``auto``; by default the one it picks on this machine) or
-    the job's forced one: epochs x epoch time + prediction of both splits (+ the ET-profile's samples, timed one
-    at a time, for Paper B's models).
+    the job's forced one: epochs x (epoch time + the learning curve's prediction of the test split, in fp32, on
+    the host loop's profiles) + prediction of both splits (+ the ET-profile's samples, timed one at a time, for
+    Paper B's models).
     """
     auto = auto or hardware.resolve_precision("auto", torch.device("cpu"))
     rows = []
@@ -158,6 +161,8 @@ def job_plan(
         precision = auto if cfg.precision == "auto" else cfg.precision
         rate = rates.set_index(["model", "precision"]).loc[(model, precision)]
         train_min = cfg.epochs * EPOCH_IMAGES[dataset] / rate["train_img_s"] / 60
+        observed = profile not in training.RESIDENT_PROFILES
+        observe_min = observed * cfg.epochs * TEST_IMAGES[dataset] / rate["predict_img_s"] / 60
         predict_min = PROFILE_IMAGES[dataset] / rate["predict_img_s"] / 60
         et_samples = training.stage_params(model, dataset, profile, **overrides).get("et_samples", 0)
         et_min = et_samples * rate["single_ms"] / 1e3 / 60
@@ -168,8 +173,9 @@ def job_plan(
                 "epochs": cfg.epochs,
                 "precision": precision,
                 "train_min": train_min,
+                "observe_min": observe_min,
                 "predict_min": predict_min + et_min,
-                "total_h": (train_min + predict_min + et_min) / 60,
+                "total_h": (train_min + observe_min + predict_min + et_min) / 60,
             }
         )
     return pd.DataFrame(rows)
