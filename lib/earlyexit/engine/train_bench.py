@@ -161,8 +161,9 @@ def job_plan(
         precision = auto if cfg.precision == "auto" else cfg.precision
         rate = rates.set_index(["model", "precision"]).loc[(model, precision)]
         train_min = cfg.epochs * EPOCH_IMAGES[dataset] / rate["train_img_s"] / 60
-        observed = profile not in training.RESIDENT_PROFILES
-        observe_min = observed * cfg.epochs * TEST_IMAGES[dataset] / rate["predict_img_s"] / 60
+        observe_min = 0.0
+        if profile not in training.RESIDENT_PROFILES:  # the host loop's learning curve
+            observe_min = cfg.epochs * TEST_IMAGES[dataset] / rate["predict_img_s"] / 60
         predict_min = PROFILE_IMAGES[dataset] / rate["predict_img_s"] / 60
         et_samples = training.stage_params(model, dataset, profile, **overrides).get("et_samples", 0)
         et_min = et_samples * rate["single_ms"] / 1e3 / 60
