@@ -52,7 +52,7 @@ PARALLEL_TESTS = OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS)
 unit: $(VENV)/.installed data
 	$(PARALLEL_TESTS) --durations=15 tests
 
-## the smoke pipeline trains TEST_WORKERS networks at once (--jobs), each on its share of the cores
+## the smoke pipeline runs TEST_WORKERS notebooks at once (--jobs), each on its share of the cores
 smoke: $(VENV)/.installed data
 	$(BIN)/python -m earlyexit.pipeline --profile smoke --force --jobs $(TEST_WORKERS)
 

@@ -4,6 +4,7 @@ README's scoreboard and the book's page generated from it."""
 import ast
 import re
 import shutil
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -33,6 +34,30 @@ def test_every_claim_is_shown_by_the_notebook_of_its_table():
                     assert {claims.notebooks()[t] for t in tables} == {path.name}, path.name
                     shown |= set(tables)
     assert {c.notebook_table for c in claims.CLAIMS} <= shown
+
+
+def test_a_figure_stage_is_after_every_stage_whose_table_its_claims_read(monkeypatch):
+    """``--jobs`` runs figure stages at once: a notebook whose claims read another notebook's result table names
+    that notebook's stage in its ``after`` (pipeline.toml), so that it runs once the table is made."""
+    read: dict[str, set[str]] = {}
+    real, current = registry.Tables.__getitem__, []
+
+    def recorded(self, name):
+        read.setdefault(current[-1].notebook_table, set()).add(name)
+        return real(self, name)
+
+    monkeypatch.setattr(registry.Tables, "__getitem__", recorded)
+    source = claims.tables("cpu")
+    for claim in claims.CLAIMS:
+        current.append(claim)
+        claim.result(source)
+    owner, after = claims.notebooks(), pipeline._figures_after()
+    stage_of = {Path(s["notebook"]).name: s["id"] for s in pipeline.load_stages()}
+    for shown, names in read.items():
+        stage = stage_of[owner[shown]]
+        needed = {stage_of[owner[name]] for name in names} - {stage}
+        assert needed <= set(after[stage]), f"pipeline.toml: stage {stage!r} needs after = {sorted(needed)}"
+    assert read["B-fig10-common-networks"] > {"B-fig10-common-networks"}  # a claim reading another table was seen
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,9 @@
 stops a run cleanly for the same command to continue."""
 
 import os
+import threading
 import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -57,6 +59,91 @@ def test_slots_spread_over_the_gpus_and_share_the_cores():
     assert "CUDA_VISIBLE_DEVICES" not in parallel.slot_env(1, 2, [], cores=2)
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         parallel.run_pool([1], 0, lambda task, env: task)
+
+
+def test_a_task_starts_once_the_tasks_it_waits_for_are_done():
+    log, lock = [], threading.Lock()
+
+    def work(task, env):
+        with lock:
+            log.append(("start", task))
+        time.sleep(0.2 if task == "slow" else 0.01)
+        with lock:
+            log.append(("end", task))
+        return True
+
+    assert parallel.run_pool(["slow", "quick", "reader"], 2, work, after=[(), (), (0,)]) == [True] * 3
+    assert log.index(("end", "slow")) < log.index(("start", "reader"))
+    assert log.index(("start", "quick")) < log.index(("end", "slow"))  # two slots: the free one went on
+
+
+def test_a_stopped_task_skips_what_waits_for_it_and_an_error_starts_nothing_more():
+    stops = {"stopped": False, "went": True}
+    assert parallel.run_pool(
+        ["stopped", "a", "b", "went"], 1, lambda t, env: stops.get(t, True), [(), (0,), (1,), ()]
+    ) == [
+        False,
+        None,
+        None,
+        True,
+    ]
+    ran = []
+
+    def failing(task, env):
+        ran.append(task)
+        raise RuntimeError(task)
+
+    with pytest.raises(RuntimeError, match="first"):
+        parallel.run_pool(["first", "second"], 1, failing)
+    assert ran == ["first"]
+    with pytest.raises(ValueError, match="earlier tasks only"):
+        parallel.run_pool(["a", "b"], 2, lambda t, env: t, after=[(1,), ()])
+
+
+def test_figures_run_at_once_after_the_artifacts_and_the_stages_they_are_after(monkeypatch):
+    spans, lock = {}, threading.Lock()
+
+    def execute(job, profile, env=None):
+        start = time.monotonic()
+        time.sleep(0.02)
+        with lock:
+            spans[job.name] = (start, time.monotonic())
+
+    monkeypatch.setattr(pipeline, "execute", execute)
+    assert pipeline.run("cpu", force=True, concurrent=2)
+    todo = pipeline.jobs("cpu")
+    assert set(spans) == {j.name for j in todo}
+    after = pipeline._figures_after()
+    for i, job in enumerate(todo):
+        waits = pipeline._waits_for(job, todo[:i], after)
+        assert all(spans[todo[w].name][1] <= spans[job.name][0] for w in waits), job.name
+    by_name = {j.name: j for j in todo}
+    prune = next(j for j in todo if j.kind == "prune" and j.params["model"] == "resnet44")
+    (trained,) = pipeline._waits_for(prune, todo[: todo.index(prune)], after)
+    assert todo[trained].kind == "train" and todo[trained].params["dataset"] == prune.params["dataset"]
+    fig10 = by_name["31_B_fig10_common_networks"]
+    waited = {todo[w].stage for w in pipeline._waits_for(fig10, todo[: todo.index(fig10)], after)}
+    assert "B-table2-optimal-static" in waited and "B-fig8-static-plans" not in waited
+    overlapping = [
+        (a, b) for a in spans for b in spans if a < b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+    ]
+    assert any(by_name[a].kind == by_name[b].kind == "figure" for a, b in overlapping)  # figures ran at once
+
+
+def test_figure_stamps_written_at_once_are_all_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "_stamps_path", lambda profile: tmp_path / "stamps.json")
+    monkeypatch.setattr(pipeline, "_figure_stamp", lambda job, profile: f"stamp of {job.name}")
+    read = pipeline._stamps
+
+    def slow_read(profile):
+        stamps = read(profile)
+        time.sleep(0.02)  # a read-modify-write that other threads would interleave without the lock
+        return stamps
+
+    monkeypatch.setattr(pipeline, "_stamps", slow_read)
+    figures = [pipeline.Job(f"fig{i}", "figure", Path(f"{i}.ipynb")) for i in range(6)]
+    parallel.run_pool(figures, 3, lambda job, env: pipeline._write_stamp(job, "smoke"))
+    assert read("smoke") == {j.name: f"stamp of {j.name}" for j in figures}
 
 
 def test_a_notebook_stopped_by_the_budget_is_kept_as_interrupted(tmp_path, monkeypatch):

@@ -115,6 +115,16 @@ def test_a_stage_limited_to_unknown_profiles_is_refused(tmp_path):
         pipeline.load_stages(toml)
 
 
+def test_a_figure_stage_after_a_later_or_unknown_stage_is_refused(tmp_path):
+    toml = tmp_path / "pipeline.toml"
+    stage = '[[stages]]\nid = "{}"\nkind = "figure"\nnotebook = "f.ipynb"\n'
+    toml.write_text(stage.format("first") + 'after = ["second"]\n' + stage.format("second"))
+    with pytest.raises(SystemExit, match=r"stage 'first' is after \['second'\], which are not figure stages before it"):
+        pipeline._figures_after(toml)
+    toml.write_text(stage.format("first") + stage.format("second") + 'after = ["first"]\n')
+    assert pipeline._figures_after(toml) == {"first": [], "second": ["first"]}
+
+
 def test_bad_names_are_reported():
     with pytest.raises(SystemExit, match="unknown stage"):
         pipeline.jobs("cpu", ["figure-99"])
@@ -348,6 +358,8 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     )
     msdnet = next(line for line in ledger if line.startswith("| msdnet40 | cifar100 |"))
     assert "| 67.93 (EINet, B Table II) |" in msdnet
+    pruned = next(line for line in ledger if line.startswith("| resnet44, 10 % of on-device filters pruned"))
+    assert "A Table I" not in pruned  # a backbone's accuracy is not the pruned network's
 
 
 def test_ledger_applies_the_stopping_rule_to_a_training_run_against_its_tier_target(monkeypatch):

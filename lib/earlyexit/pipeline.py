@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -468,11 +469,14 @@ def _stamps(profile: str) -> dict[str, str]:
     return stamps if isinstance(stamps, dict) else {}
 
 
+_STAMPS_LOCK = threading.Lock()  # figure jobs of one run (--jobs) finish in threads of this process
+
+
 def _write_stamp(job: Job, profile: str) -> None:
-    files.write_text(
-        _stamps_path(profile),
-        json.dumps(_stamps(profile) | {job.name: _figure_stamp(job, profile)}, indent=1, sort_keys=True) + "\n",
-    )
+    stamp = _figure_stamp(job, profile)
+    with _STAMPS_LOCK:
+        stamps = _stamps(profile) | {job.name: stamp}
+        files.write_text(_stamps_path(profile), json.dumps(stamps, indent=1, sort_keys=True) + "\n")
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -724,11 +728,11 @@ def run(
     concurrent: int = 1,
     compile_mode: str | None = None,
 ) -> bool:
-    """Run the pipeline of ``profile``: every job not current (all of them with ``force``). The training jobs
-    run ``concurrent`` at a time (:func:`.engine.parallel.run_pool`: each kernel with its own GPU or share of the
-    cores), then the other stages in order. Returns False when the time budget stopped a training job at an
-    epoch boundary: the stages after training are then left for the same command to continue. ``compile_mode``
-    trains the networks of the device-resident loop's profiles ``torch.compile``-d in that mode."""
+    """Run the pipeline of ``profile``: every job not current (all of them with ``force``), ``concurrent`` at a
+    time (:func:`.engine.parallel.run_pool`: each kernel with its own GPU or share of the cores), in pipeline
+    order as each job's inputs are ready (:func:`_waits_for`). Returns False when the time budget stopped a
+    training job at an epoch boundary: what waits for it is then left for the same command to continue.
+    ``compile_mode`` trains the networks of the device-resident loop's profiles ``torch.compile``-d in that mode."""
     todo = []
     for job in jobs(profile, only):
         if job.kind not in kinds:
@@ -742,19 +746,49 @@ def run(
         if compile_mode and job.kind == "train" and profile in training.RESIDENT_PROFILES:
             job = Job(job.stage, job.kind, job.notebook, {**job.params, "compile_mode": compile_mode})
         todo.append((job, reason))
-    training_jobs = [t for t in todo if t[0].kind == "train"]
-    trained = parallel.run_pool(training_jobs, concurrent, lambda t, env: _run(*t, profile, env))
-    if not all(trained):
+    after = _figures_after()
+    waits = [_waits_for(job, [j for j, _ in todo[:i]], after) for i, (job, _) in enumerate(todo)]
+    ran = parallel.run_pool(todo, concurrent, lambda t, env: _run(*t, profile, env), waits)
+    if not all(ran):
         print(
-            f"[{profile}] time budget spent: {trained.count(False)} training job(s) stopped at an epoch boundary, "
-            "their checkpoints kept; run the same command again to continue",
+            f"[{profile}] time budget spent: {ran.count(False)} training job(s) stopped at an epoch boundary, "
+            f"their checkpoints kept, and {ran.count(None)} job(s) after them left; run the same command again "
+            "to continue",
             flush=True,
         )
         return False
-    for job, reason in todo:
-        if job.kind != "train":
-            _run(job, reason, profile)
     return True
+
+
+def _figures_after(path: Path = ROOT / "pipeline.toml") -> dict[str, list[str]]:
+    """The figure stages each figure stage waits for (its ``after`` in ``pipeline.toml``: the stages whose
+    result tables its claims read), checked to name earlier figure stages."""
+    out, earlier = {}, set()
+    for s in load_stages(path):
+        if s["kind"] != "figure":
+            continue
+        unknown = set(s.get("after", [])) - earlier
+        if unknown:
+            raise SystemExit(
+                f"pipeline.toml: stage {s['id']!r} is after {sorted(unknown)}, which are not figure stages "
+                "before it; name earlier figure stages"
+            )
+        out[s["id"]], earlier = list(s.get("after", [])), earlier | {s["id"]}
+    return out
+
+
+def _waits_for(job: Job, earlier: list[Job], after: dict[str, list[str]]) -> set[int]:
+    """The ``earlier`` jobs (by index) whose outputs ``job`` reads: a stage after training waits for its
+    training job, a figure for every artifact (its stamp hashes them all) and for the figure stages it is
+    ``after``; training and design jobs read none."""
+    if job.kind == "figure":
+        return {i for i, e in enumerate(earlier) if e.kind != "figure" or e.stage in after.get(job.stage, ())}
+    if STAGES[job.kind].on_training:
+        key = (job.params["model"], job.params["dataset"])
+        return {
+            i for i, e in enumerate(earlier) if e.kind == "train" and (e.params["model"], e.params["dataset"]) == key
+        }
+    return set()
 
 
 def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None) -> bool:
@@ -795,8 +829,9 @@ def durations_table(profile: str) -> str:
 
 def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
     """Markdown compute ledger of a profile's artifacts of the stage ``kinds``, from their manifests: what was
-    trained, how long, on which machine and precision, and the accuracy of every exit beside the paper's
-    (:func:`_paper_accuracy`); a training run also gets issue 35's stopping rule on its learning curve, against its
+    trained, how long, on which machine and precision, and the accuracy of every exit, beside the paper's for a
+    training run (:func:`_paper_accuracy`: the papers print none for a pruned, compressed or design network); a
+    training run also gets issue 35's stopping rule on its learning curve, against its
     target in ``tiers.toml`` (:func:`.engine.train_bench.learning_verdict`)."""
     rows = [
         "| model | dataset | epochs | training (min) | machine | precision | test accuracy per exit (%) "
@@ -831,7 +866,7 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
         rule = train_bench.learning_verdict(m.get("history", []), targets.get((model, dataset))) if trained else ""
         rows.append(
             f"| {label} | {dataset} | {m.get('epochs')} | {m['wall_time_s'] / 60:.1f} | "
-            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {_paper_accuracy(model, dataset)} | {rule} |"
+            f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {_paper_accuracy(model, dataset) if trained else ''} | {rule} |"
         )
     return "\n".join(rows)
 
@@ -897,7 +932,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures-only", action="store_true", help="run figure stages only, never train")
     parser.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="training jobs at once (each its own GPU or share of the cores; default 1)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="jobs at once, each as soon as what it reads is made (each its own GPU or share of the cores; "
+        "default 1; figures timed under it share the machine)",
     )
     parser.add_argument(
         "--budget", type=float, help="minutes; training stops at an epoch boundary before they are spent (exit 75)"
@@ -944,7 +983,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{job.stage:24s} {job.name:48s} {why_run(job, args.profile) or 'current'}")
         return
     if args.jobs < 1:
-        raise SystemExit(f"--jobs {args.jobs}: give a number of training jobs at once, 1 or more")
+        raise SystemExit(f"--jobs {args.jobs}: give a number of jobs at once, 1 or more")
     if args.budget is not None:
         budget.set_minutes(args.budget)
     kinds = ("figure",) if args.figures_only else KINDS
