@@ -181,3 +181,28 @@ def test_a_budget_stop_leaves_the_later_stages_for_the_next_run(monkeypatch, cap
         pipeline.main(["--profile", "smoke", "--budget", "5"])
     assert stopped.value.code == pipeline.EXIT_BUDGET
     assert budget.DEADLINE_ENV in os.environ
+
+
+def test_a_notebook_runs_in_its_folder_without_moving_the_process(tmp_path, monkeypatch):
+    """papermill's ``cwd`` would chdir this whole process while a notebook runs: under --jobs a second kernel then
+    started wherever the first thread had left the process, and wrote its ``../artifacts`` outside the repository."""
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("import os\nopen('cwd.txt', 'w').write(os.getcwd())")]
+    path = tmp_path / "notebooks" / "97_where.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    def stay(target):  # papermill's file reads "change" to the directory the process is in: harmless
+        if Path(target).resolve() != elsewhere.resolve():
+            raise AssertionError(f"the pipeline process moved to {target}")
+
+    monkeypatch.setattr(os, "chdir", stay)
+    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile: None)
+    pipeline.execute(pipeline.Job("where", "figure", path), "smoke")
+    assert Path((path.parent / "cwd.txt").read_text()).resolve() == path.parent.resolve()
+    assert Path.cwd() == elsewhere

@@ -611,10 +611,14 @@ def _artifact_reason(directory: Path, params: dict, dataset: str) -> str | None:
     return f"stale: {reasons[0]}" if reasons else None
 
 
-def _kernel_manager(log: Path, env: dict[str, str] | None = None):
-    """A kernel manager whose kernels talk over local IPC sockets in a temporary folder (nothing on the
-    network, no "running over TCP without encryption" warning), write their own stderr to ``log`` and see
-    ``env`` on top of this process's environment; the folder is removed with the manager."""
+def _kernel_manager(log: Path, cwd: Path, env: dict[str, str] | None = None):
+    """A kernel manager whose kernels start in ``cwd``, talk over local IPC sockets in a temporary folder
+    (nothing on the network, no "running over TCP without encryption" warning), write their own stderr to
+    ``log`` and see ``env`` on top of this process's environment; the folder is removed with the manager.
+
+    The kernel is given its folder rather than papermill's ``cwd``, which changes this whole process's working
+    directory while a notebook runs: under ``--jobs`` a second thread's kernel then started wherever the first
+    thread had left it, so its ``../artifacts`` could name a folder outside the repository."""
     import shutil
     import tempfile
     import weakref
@@ -628,6 +632,7 @@ def _kernel_manager(log: Path, env: dict[str, str] | None = None):
             weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
 
         async def start_kernel(self, **kw):
+            kw["cwd"] = str(cwd)
             if env:
                 kw["env"] = {**os.environ, **kw.get("env", {}), **env}
             with open(log, "wb") as stderr:
@@ -661,9 +666,8 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
             job.notebook,
             running,
             parameters=params,
-            cwd=job.notebook.parent,
             progress_bar=False,
-            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log"), env),
+            kernel_manager_class=_kernel_manager(copy.with_suffix(".kernel.log"), job.notebook.resolve().parent, env),
         )
     except pm.PapermillExecutionError as err:
         if err.ename == budget.BudgetSpent.__name__:
