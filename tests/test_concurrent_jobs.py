@@ -132,7 +132,7 @@ def test_figures_run_at_once_after_the_artifacts_and_the_stages_they_are_after(m
 
 def test_figure_stamps_written_at_once_are_all_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "_stamps_path", lambda profile: tmp_path / "stamps.json")
-    monkeypatch.setattr(pipeline, "_figure_stamp", lambda job, profile: f"stamp of {job.name}")
+    monkeypatch.setattr(pipeline, "_figure_stamp", lambda job, profile, read: f"stamp of {job.name}")
     read = pipeline._stamps
 
     def slow_read(profile):
@@ -142,8 +142,8 @@ def test_figure_stamps_written_at_once_are_all_kept(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "_stamps", slow_read)
     figures = [pipeline.Job(f"fig{i}", "figure", Path(f"{i}.ipynb")) for i in range(6)]
-    parallel.run_pool(figures, 3, lambda job, env: pipeline._write_stamp(job, "smoke"))
-    assert read("smoke") == {j.name: f"stamp of {j.name}" for j in figures}
+    parallel.run_pool(figures, 3, lambda job, env: pipeline._write_stamp(job, "smoke", []))
+    assert read("smoke") == {j.name: {"stamp": f"stamp of {j.name}", "reads": []} for j in figures}
 
 
 def test_a_notebook_stopped_by_the_budget_is_kept_as_interrupted(tmp_path, monkeypatch):
@@ -202,7 +202,7 @@ def test_a_notebook_runs_in_its_folder_without_moving_the_process(tmp_path, monk
             raise AssertionError(f"the pipeline process moved to {target}")
 
     monkeypatch.setattr(os, "chdir", stay)
-    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile: None)
+    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile, read: None)
     pipeline.execute(pipeline.Job("where", "figure", path), "smoke")
     assert Path((path.parent / "cwd.txt").read_text()).resolve() == path.parent.resolve()
     assert Path.cwd() == elsewhere

@@ -209,7 +209,7 @@ def _figure_job(tmp_path, monkeypatch):
         wall_time_s=1.0,
     )
     job = pipeline.Job("fig", "figure", path, {})
-    pipeline._write_stamp(job, "smoke")
+    pipeline._write_stamp(job, "smoke", ["smoke/resnet44-cifar10"])
     return job, path, directory
 
 
@@ -300,7 +300,7 @@ def test_an_interrupted_run_keeps_the_last_good_copy_until_a_run_finishes(tmp_pa
     assert nb.metadata["papermill"]["interrupted"] and "Interrupted" in nb.cells[0].source
     assert nbformat.read(path, as_version=4).cells[0].source == "x = 1"  # the source notebook is untouched
     outcome["interrupt"] = False
-    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile: None)
+    monkeypatch.setattr(pipeline, "_write_stamp", lambda job, profile, read: None)
     pipeline.execute(job, "smoke")
     assert sorted(p.name for p in runs.glob("*.ipynb")) == ["91_long.ipynb"]  # the interrupted copy is gone
     assert nbformat.read(runs / "91_long.ipynb", as_version=4).cells[0].source == "x = 1"

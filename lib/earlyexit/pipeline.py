@@ -35,7 +35,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from .core import data, files, fingerprint, hardware, paper
+from .core import data, files, fingerprint, hardware, paper, reads
 from .engine import artifacts, budget, parallel, pruning, resident, train_bench, train_stage, training, weights
 from .engine.stage import Stage, job_fields
 from .engine.training import PROFILES, recipe, stage_params
@@ -460,7 +460,8 @@ def _stamps_path(profile: str) -> Path:
     return ROOT / "runs" / profile / "stamps.json"
 
 
-def _stamps(profile: str) -> dict[str, str]:
+def _stamps(profile: str) -> dict[str, dict]:
+    """The figure stamps of ``profile``: job name -> ``{"stamp": hash, "reads": artifact folders}``."""
     path = _stamps_path(profile)
     try:
         stamps = json.loads(path.read_text())
@@ -472,8 +473,9 @@ def _stamps(profile: str) -> dict[str, str]:
 _STAMPS_LOCK = threading.Lock()  # figure jobs of one run (--jobs) finish in threads of this process
 
 
-def _write_stamp(job: Job, profile: str) -> None:
-    stamp = _figure_stamp(job, profile)
+def _write_stamp(job: Job, profile: str, read: list[str]) -> None:
+    """Record that ``job`` ran on its current inputs, ``read`` being the artifact folders it read."""
+    stamp = {"stamp": _figure_stamp(job, profile, read), "reads": read}
     with _STAMPS_LOCK:
         stamps = _stamps(profile) | {job.name: stamp}
         files.write_text(_stamps_path(profile), json.dumps(stamps, indent=1, sort_keys=True) + "\n")
@@ -565,13 +567,19 @@ def _arrays_digest(directory: Path, npz_sha256: str) -> str:
         return files.array_sha256(*(arrays[key] for key in sorted(arrays.files)))
 
 
-def _figure_stamp(job: Job, profile: str) -> str:
+def _figure_stamp(job: Job, profile: str, read: list[str]) -> str:
     """Hash of everything a figure notebook's outputs depend on: what its code cells compute, its
-    parameters, the fingerprint of the library code it calls and the content of the profile's artifacts."""
+    parameters, the fingerprint of the library code it calls, which artifacts exist in the profiles it read
+    (a new one may be one it lists) and the content of the artifact folders ``read`` (``<profile>/<name>``,
+    recorded as it ran: :mod:`.core.reads`), so that retraining a network stales only the figures that read it."""
     digest = hashlib.sha256(_notebook_code(job.notebook).encode() + json.dumps(job.params, sort_keys=True).encode())
     digest.update(fingerprint.fingerprint(*_notebook_roots(job.notebook), package="earlyexit").encode())
-    for manifest in sorted((ROOT / "artifacts" / profile).glob(f"*/{artifacts.MANIFEST}")):
-        digest.update(_artifact_content(manifest.parent).encode())
+    root = ROOT / "artifacts"
+    for p in sorted({profile} | {folder.split("/")[0] for folder in read}):
+        digest.update(json.dumps(sorted(m.parent.name for m in (root / p).glob(f"*/{artifacts.MANIFEST}"))).encode())
+    for folder in read:
+        made = (root / folder / artifacts.MANIFEST).exists()
+        digest.update(f"{folder}:{_artifact_content(root / folder) if made else 'absent'}".encode())
     return digest.hexdigest()
 
 
@@ -591,10 +599,11 @@ def why_run(job: Job, profile: str) -> str | None:
             return "its training job has no artifact yet"
         return _artifact_reason(stage.directory(ROOT / "artifacts", profile, p), params, p["dataset"])
     stamp = _stamps(profile).get(job.name)
-    if stamp is None:
-        return "never run here"
+    if not isinstance(stamp, dict):
+        return "never run here" if stamp is None else "stamped by an older pipeline"
     try:
-        return None if stamp == _figure_stamp(job, profile) else "notebook, parameters, code or artifacts changed"
+        current = stamp.get("stamp") == _figure_stamp(job, profile, list(stamp.get("reads", [])))
+        return None if current else "notebook, parameters, code or the artifacts it read changed"
     except artifacts.ArtifactError:
         return "an artifact is corrupt"
 
@@ -661,6 +670,10 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
         copy.with_suffix(s) for s in (".running.ipynb", ".failed.ipynb", ".interrupted.ipynb")
     )
     params = injected(job.notebook, job.params)
+    record = copy.with_suffix(".reads")  # the artifact folders a figure reads (core.reads), for its stamp
+    record.unlink(missing_ok=True)
+    if job.kind == "figure":
+        env = {**(env or {}), reads.RECORD_ENV: str(record), reads.ROOT_ENV: str(ROOT / "artifacts")}
     try:
         pm.execute_notebook(
             job.notebook,
@@ -693,7 +706,8 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
     if not set(params) - {"force"}:
         files.atomic_write(job.notebook, lambda f: f.write(copy.read_bytes()))
     if job.kind == "figure":
-        _write_stamp(job, profile)
+        _write_stamp(job, profile, reads.recorded(record))
+    record.unlink(missing_ok=True)
 
 
 def _record_machine(executed: Path) -> None:
