@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from .registry import NOT_SUPPORTED, PARTLY, SUPPORTED, Claim, Result, Tables, by_share
 
 TABLE = "B-beyond1-einet-gap"
@@ -33,26 +35,31 @@ def _robust(t: Tables) -> Result:
 
 def _closes(column: str) -> Callable[[Tables], Result]:
     """The rule of the claims that a change closes EINet's gap: the share of the exact planner's summed gap, over the
-    networks where it is behind the optimal static plan, that ``column`` (the change's gain, pp) closes."""
+    networks where it is behind the optimal static plan, that ``column`` (the change's gain, pp) closes, counted only
+    beyond one standard error of that sum (the networks' ``<column> se`` added in quadrature)."""
 
     def measure(t: Tables) -> Result:
         df = t[TABLE]
         lost = df[df["EINet exact gain"] < 0]
         gap, closed = -lost["EINet exact gain"].sum(), lost[column].sum()
+        se = float(np.sqrt((lost[f"{column} se"] ** 2).sum()))
         share = closed / gap if gap > 0 else 0.0
         ours = (
-            f"closes {share:.0%} of the exact planner's gap ({closed:+.2f} of {gap:.2f} pp summed over the "
-            f"{len(lost)} networks where it is behind; per network {df[column].min():+.2f} to "
+            f"closes {share:.0%} of the exact planner's gap ({closed:+.2f} pp, se {se:.2f}, of {gap:.2f} pp summed "
+            f"over the {len(lost)} networks where it is behind; per network {df[column].min():+.2f} to "
             f"{df[column].max():+.2f} pp)"
         )
-        verdict = SUPPORTED if share >= 0.5 else PARTLY if share > 0 else NOT_SUPPORTED
+        verdict = NOT_SUPPORTED if closed <= se else SUPPORTED if share >= 0.5 else PARTLY
         return Result(ours, verdict if len(lost) else SUPPORTED)
 
     return measure
 
 
 _RULE = ("SUPPORTED if it closes at least half of the exact planner's summed gap where it is behind the static plan; "
-         "PARTLY if it closes some; NOT SUPPORTED if it widens it.")  # fmt: skip
+         "PARTLY if it closes some, beyond one standard error of the sum; NOT SUPPORTED if what it closes is within "
+         "that error or it widens the gap. Per network the error is the two plans' own paired errors against the "
+         "static plan added in quadrature, an upper bound on the error of their difference (their errors correlate "
+         "positively on the same samples).")  # fmt: skip
 
 
 CLAIMS = [
