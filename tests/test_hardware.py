@@ -1,6 +1,8 @@
 """Machine-aware precision: bf16 only where the hardware computes it natively and faster than fp32,
 recorded with every result."""
 
+import os
+
 import pytest
 import torch
 
@@ -85,3 +87,21 @@ def test_machine_record_names_cpu_and_precision():
     assert record["cpu"] == hardware.cpu_info().model and record["precision"] == "fp32"
     assert {"platform", "cores", "torch", "threads", "device"} <= set(record)
     assert record["native_bf16"] is hardware.cpu_info().native_bf16
+
+
+def test_others_share_is_the_machine_s_busy_time_less_this_process_s_over_all_cpus():
+    start = hardware.CpuUse(wall=10.0, machine=100.0, own=5.0)
+    # 2 s on 4 CPUs = 8 CPU-s; the machine spent 6, this process 2 of them: others kept 4 of 8 busy.
+    assert hardware.others_share(start, hardware.CpuUse(12.0, 106.0, 7.0), cpus=4) == pytest.approx(0.5)
+    # Only this process worked: nobody else shared the machine (tick rounding below zero counts as none).
+    assert hardware.others_share(start, hardware.CpuUse(12.0, 101.9, 7.0), cpus=4) == 0.0
+    assert hardware.others_share(start, start, cpus=4) == 0.0  # no time passed
+
+
+def test_cpu_use_reads_proc_stat_in_seconds(tmp_path):
+    stat = tmp_path / "stat"
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat.write_text(f"cpu  {ticks} 0 {ticks} 999999 7 0 {ticks} 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    use = hardware.cpu_use(stat)
+    assert use.machine == pytest.approx(3.0) and use.own >= 0  # user + system + softirq; idle and iowait excluded
+    assert hardware.cpu_use(tmp_path / "missing") is None

@@ -1,6 +1,8 @@
 """The papermill runner: jobs per profile, parameter checks, and failures named by notebook and cell."""
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -484,6 +486,29 @@ def test_an_executed_notebook_records_the_machine_its_duration_was_measured_on(t
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
     nb.metadata["papermill"] = {"duration": 1.5}
     nbformat.write(nb, path)
-    pipeline._record_machine(path)
+    job = next(j for j in pipeline.jobs("cpu") if j.kind == "figure")
+    pipeline._record_machine(path, job, hardware.cpu_use())
     meta = nbformat.read(path, as_version=4).metadata
     assert meta["earlyexit"]["machine"] == hardware.cpu_kind() and meta["papermill"]["duration"] == 1.5
+    assert 0 <= meta["earlyexit"]["others_cpu_pct"] <= 100
+
+
+def test_a_notebook_run_beside_another_process_warns_that_its_times_shared_the_machine(tmp_path, capsys):
+    """A child the pipeline has not waited for stands for any other process: it keeps a CPU busy while the
+    notebook 'runs', so the record says the machine was shared and the pipeline warns."""
+    import subprocess
+
+    from earlyexit.core import hardware
+
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), path)
+    job = next(j for j in pipeline.jobs("cpu") if j.kind == "figure")
+    before = hardware.cpu_use()
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]  # one per CPU
+    time.sleep(1.2)
+    pipeline._record_machine(path, job, before)
+    for child in busy:
+        child.wait()
+    share = nbformat.read(path, as_version=4).metadata["earlyexit"]["others_cpu_pct"]
+    assert share >= 100 * pipeline.SHARED and f"warning: {job.name}" in capsys.readouterr().out

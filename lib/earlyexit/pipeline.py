@@ -674,6 +674,7 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
     record.unlink(missing_ok=True)
     if job.kind == "figure":
         env = {**(env or {}), reads.RECORD_ENV: str(record), reads.ROOT_ENV: str(ROOT / "artifacts")}
+    before = hardware.cpu_use()
     try:
         pm.execute_notebook(
             job.notebook,
@@ -699,7 +700,7 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
             f"is {interrupted.relative_to(ROOT)}. Run the pipeline again to "
             "continue (training resumes from its last checkpoint)."
         ) from None
-    _record_machine(running)
+    _record_machine(running, job, before)
     running.replace(copy)
     failed.unlink(missing_ok=True)
     interrupted.unlink(missing_ok=True)
@@ -710,13 +711,31 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
     record.unlink(missing_ok=True)
 
 
-def _record_machine(executed: Path) -> None:
-    """Write the CPU kind (:func:`hardware.cpu_kind`) into an executed notebook's metadata, beside papermill's
-    duration, so that :func:`durations_table` says where each time was measured."""
+#: Share of the CPUs other processes may keep busy while a notebook runs before the pipeline warns that the
+#: times it measured are of a shared machine.
+SHARED = 0.2
+
+
+def _record_machine(executed: Path, job: Job, before: hardware.CpuUse | None) -> None:
+    """Write the CPU kind (:func:`hardware.cpu_kind`) and the share of the CPUs that other processes used while it
+    ran (:func:`hardware.others_share`, from ``before``) into an executed notebook's metadata, beside papermill's
+    duration, so that :func:`durations_table` says where and under what load each time was measured; warns above
+    :data:`SHARED`."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     nb.metadata["earlyexit"] = {"machine": hardware.cpu_kind()}
+    after = hardware.cpu_use()
+    if before is not None and after is not None:
+        share = hardware.others_share(before, after)
+        nb.metadata["earlyexit"]["others_cpu_pct"] = round(100 * share, 1)
+        if share > SHARED:
+            print(
+                f"warning: {job.name}: other processes kept {share:.0%} of the {os.cpu_count()} CPUs busy while it "
+                "ran; any time it measured is of a shared machine (rerun it on an idle one: --stages "
+                f"{job.stage} --force)",
+                flush=True,
+            )
     nbformat.write(nb, executed)
 
 
@@ -831,7 +850,7 @@ def _say(line: str) -> None:
 
 def durations_table(profile: str) -> str:
     """Markdown table of the last papermill run time of every figure notebook of ``profile``, with the machine
-    it ran on (:func:`_record_machine`)."""
+    it ran on and the share of its CPUs other processes used meanwhile (:func:`_record_machine`)."""
     rows, total = [], 0.0
     for job in jobs(profile):
         if job.kind != "figure":
@@ -840,9 +859,12 @@ def durations_table(profile: str) -> str:
         meta = json.loads(executed.read_text())["metadata"] if executed.exists() else {}
         seconds = meta.get("papermill", {}).get("duration")
         machine = meta.get("earlyexit", {}).get("machine", "not recorded")
+        others = meta.get("earlyexit", {}).get("others_cpu_pct", "not recorded")
         total += seconds or 0.0
-        rows.append(f"| `{job.notebook.stem}` | {'not run' if seconds is None else f'{seconds:.1f}'} | {machine} |")
-    return "\n".join(["| notebook | seconds | machine |", "|---|---|---|", *rows, f"| **all** | **{total:.1f}** | |"])
+        run_s = "not run" if seconds is None else f"{seconds:.1f}"
+        rows.append(f"| `{job.notebook.stem}` | {run_s} | {machine} | {others} |")
+    header = ["| notebook | seconds | machine | CPU used by other processes (%) |", "|---|---|---|---|"]
+    return "\n".join([*header, *rows, f"| **all** | **{total:.1f}** | | |"])
 
 
 def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:

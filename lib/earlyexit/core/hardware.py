@@ -18,6 +18,8 @@ import contextlib
 import os
 import platform
 import re
+import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +127,37 @@ def machine_record(precision: str | None = None) -> dict:
     if precision is not None:
         record["precision"] = precision
     return record
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU-seconds spent so far by the whole machine and by this process with its reaped children."""
+
+    wall: float  # time.perf_counter() when sampled
+    machine: float  # busy CPU-seconds of all CPUs since boot (/proc/stat: user, nice, system, irq, softirq)
+    own: float  # CPU-seconds of this process and of its children it has waited for (getrusage)
+
+
+@bookkeeping
+def cpu_use(stat: str | os.PathLike = "/proc/stat") -> CpuUse | None:
+    """A :class:`CpuUse` sample now; None where ``stat`` cannot be read (not Linux)."""
+    try:
+        fields = Path(stat).read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    own = sum(
+        r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+    busy = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return CpuUse(time.perf_counter(), busy, own)
+
+
+@bookkeeping
+def others_share(start: CpuUse, end: CpuUse, cpus: int | None = None) -> float:
+    """The share (0-1) of the machine's ``cpus`` (default all) that processes other than this one and the
+    children it waited for kept busy between two :func:`cpu_use` samples: what a time measured in between
+    shared the machine with."""
+    span = (end.wall - start.wall) * (cpus or os.cpu_count() or 1)
+    others = (end.machine - start.machine) - (end.own - start.own)
+    return min(max(others / span, 0.0), 1.0) if span > 0 else 0.0
