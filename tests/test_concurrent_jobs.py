@@ -40,9 +40,9 @@ def test_two_training_jobs_at_once_equal_a_sequential_run(tmp_path, monkeypatch)
     sequential = [_arrays(j) for j in pair]
     spans, real = [], pipeline.execute
 
-    def timed(job, profile, env=None):
+    def timed(job, profile, env=None, alone=True):
         start = time.monotonic()
-        real(job, profile, env)
+        real(job, profile, env, alone)
         spans.append((start, time.monotonic(), env["OMP_NUM_THREADS"]))
 
     monkeypatch.setattr(pipeline, "execute", timed)
@@ -109,7 +109,7 @@ def test_a_stopped_task_skips_what_waits_for_it_and_an_error_starts_nothing_more
 def test_figures_run_at_once_after_the_artifacts_and_the_stages_they_are_after(monkeypatch):
     spans, lock = {}, threading.Lock()
 
-    def execute(job, profile, env=None):
+    def execute(job, profile, env=None, alone=True):
         start = time.monotonic()
         time.sleep(0.02)
         with lock:
@@ -172,7 +172,7 @@ def test_a_budget_stop_leaves_the_later_stages_for_the_next_run(monkeypatch, cap
     monkeypatch.setattr(pipeline, "jobs", lambda profile, only=None: [*train, figure])
     ran = []
 
-    def execute(job, profile, env=None):
+    def execute(job, profile, env=None, alone=True):
         ran.append(job.name)
         if job.name.endswith(PAIR[0]):
             raise pipeline.BudgetStopped("time budget spent after epoch 1 of 2")

@@ -268,7 +268,7 @@ def test_a_figure_depends_on_the_library_code_it_calls(tmp_path):
 
 def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):
     executed = []
-    monkeypatch.setattr(pipeline, "execute", lambda job, profile, env=None: executed.append(job))
+    monkeypatch.setattr(pipeline, "execute", lambda job, profile, env=None, alone=True: executed.append(job))
     pipeline.run("smoke", ["train"], force=True)
     assert executed and all(j.params["force"] is True for j in executed)
     assert pipeline.injected(executed[0].notebook, executed[0].params)["force"] is True
@@ -493,22 +493,29 @@ def test_an_executed_notebook_records_the_machine_its_duration_was_measured_on(t
     assert 0 <= meta["earlyexit"]["others_cpu_pct"] <= 100
 
 
-def test_a_notebook_run_beside_another_process_warns_that_its_times_shared_the_machine(tmp_path, capsys):
-    """A child the pipeline has not waited for stands for any other process: it keeps a CPU busy while the
-    notebook 'runs', so the record says the machine was shared and the pipeline warns."""
+def _recorded_beside_busy_cpus(path, job, warn):
+    """The share of the CPUs (%) that ``_record_machine`` records for a 1.2-s 'run' while one child process per CPU
+    spins; a child the pipeline has not waited for stands for any other process."""
     import subprocess
 
     from earlyexit.core import hardware
 
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    before = hardware.cpu_use()
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    time.sleep(1.2)
+    pipeline._record_machine(path, job, before, warn=warn)
+    for child in busy:
+        child.wait()
+    return nbformat.read(path, as_version=4).metadata["earlyexit"]["others_cpu_pct"]
+
+
+def test_a_notebook_run_beside_another_process_warns_that_its_times_shared_the_machine(tmp_path, capsys):
     path = tmp_path / "run.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), path)
     job = next(j for j in pipeline.jobs("cpu") if j.kind == "figure")
-    before = hardware.cpu_use()
-    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"
-    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]  # one per CPU
-    time.sleep(1.2)
-    pipeline._record_machine(path, job, before)
-    for child in busy:
-        child.wait()
-    share = nbformat.read(path, as_version=4).metadata["earlyexit"]["others_cpu_pct"]
-    assert share >= 100 * pipeline.SHARED and f"warning: {job.name}" in capsys.readouterr().out
+    assert _recorded_beside_busy_cpus(path, job, warn=True) >= 100 * pipeline.SHARED
+    assert f"warning: {job.name}" in capsys.readouterr().out
+    # --jobs N: the pipeline's own jobs share the machine, as its help says; recorded, not warned about
+    assert _recorded_beside_busy_cpus(path, job, warn=False) >= 100 * pipeline.SHARED
+    assert "warning" not in capsys.readouterr().out

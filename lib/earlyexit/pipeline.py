@@ -654,9 +654,10 @@ class BudgetStopped(Exception):
     """A training notebook stopped at an epoch boundary because the time budget was spent (:mod:`.engine.budget`)."""
 
 
-def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
+def execute(job: Job, profile: str, env: dict[str, str] | None = None, alone: bool = True) -> None:
     """Run one notebook with papermill (its kernel seeing ``env`` too), keeping the executed copy (and the
-    kernel's own log beside it); exits naming the failing cell, or raises :class:`BudgetStopped`.
+    kernel's own log beside it); exits naming the failing cell, or raises :class:`BudgetStopped`. ``alone``:
+    no other job of this pipeline runs meanwhile, so a busy machine is worth a warning (:func:`_record_machine`).
 
     The run writes to a scratch copy that replaces the previous executed copy only once it finishes: a
     failed or interrupted run leaves the last good copy in place, beside ``<name>.failed.ipynb`` or
@@ -700,7 +701,7 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
             f"is {interrupted.relative_to(ROOT)}. Run the pipeline again to "
             "continue (training resumes from its last checkpoint)."
         ) from None
-    _record_machine(running, job, before)
+    _record_machine(running, job, before, warn=alone)
     running.replace(copy)
     failed.unlink(missing_ok=True)
     interrupted.unlink(missing_ok=True)
@@ -716,11 +717,11 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None) -> None:
 SHARED = 0.2
 
 
-def _record_machine(executed: Path, job: Job, before: hardware.CpuUse | None) -> None:
+def _record_machine(executed: Path, job: Job, before: hardware.CpuUse | None, warn: bool = True) -> None:
     """Write the CPU kind (:func:`hardware.cpu_kind`) and the share of the CPUs that other processes used while it
     ran (:func:`hardware.others_share`, from ``before``) into an executed notebook's metadata, beside papermill's
-    duration, so that :func:`durations_table` says where and under what load each time was measured; warns above
-    :data:`SHARED`."""
+    duration, so that :func:`durations_table` says where and under what load each time was measured; with
+    ``warn``, says so above :data:`SHARED`."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -729,12 +730,11 @@ def _record_machine(executed: Path, job: Job, before: hardware.CpuUse | None) ->
     if before is not None and after is not None:
         share = hardware.others_share(before, after)
         nb.metadata["earlyexit"]["others_cpu_pct"] = round(100 * share, 1)
-        if share > SHARED:
-            print(
+        if warn and share > SHARED:
+            _say(
                 f"warning: {job.name}: other processes kept {share:.0%} of the {os.cpu_count()} CPUs busy while it "
                 "ran; any time it measured is of a shared machine (rerun it on an idle one: --stages "
-                f"{job.stage} --force)",
-                flush=True,
+                f"{job.stage} --force)"
             )
     nbformat.write(nb, executed)
 
@@ -785,7 +785,7 @@ def run(
         todo.append((job, reason))
     after = _figures_after()
     waits = [_waits_for(job, [j for j, _ in todo[:i]], after) for i, (job, _) in enumerate(todo)]
-    ran = parallel.run_pool(todo, concurrent, lambda t, env: _run(*t, profile, env), waits)
+    ran = parallel.run_pool(todo, concurrent, lambda t, env: _run(*t, profile, env, concurrent == 1), waits)
     if not all(ran):
         print(
             f"[{profile}] time budget spent: {ran.count(False)} training job(s) stopped at an epoch boundary, "
@@ -828,13 +828,13 @@ def _waits_for(job: Job, earlier: list[Job], after: dict[str, list[str]]) -> set
     return set()
 
 
-def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None) -> bool:
-    """Execute one job, saying so; False if the time budget stopped it."""
+def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None, alone: bool = True) -> bool:
+    """Execute one job (``alone``: no other job runs meanwhile), saying so; False if the time budget stopped it."""
     label = f"[{profile}] {job.stage}: {job.name}"
     _say(f"{label}: running ({reason}) ...")
     start = time.perf_counter()
     try:
-        execute(job, profile, env)
+        execute(job, profile, env, alone)
     except BudgetStopped as err:
         _say(f"{label}: {err}")
         return False
