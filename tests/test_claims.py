@@ -2,8 +2,12 @@
 README's scoreboard and the book's page generated from it."""
 
 import ast
+import importlib
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -24,16 +28,50 @@ def test_every_claim_is_well_formed_and_has_a_unique_id():
         assert (pipeline.ROOT / "figures" / f"{c.table}.csv").exists(), c.table
 
 
-def test_every_claim_is_shown_by_the_notebook_of_its_table():
-    shown = set()
-    for path in (pipeline.ROOT / "notebooks").glob("[0-9]*.ipynb"):
+def test_every_claim_is_shown_by_the_notebook_of_its_table_from_the_notebook_s_own_list():
+    """Each figure notebook imports one list of the registry and reports it: its claims are those of the tables it
+    writes, and the lists together are the registry."""
+    shown = []
+    for path in sorted((pipeline.ROOT / "notebooks").glob("[0-9]*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             for node in ast.walk(ast.parse(cell.source)) if cell.cell_type == "code" else ():
                 if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "report":
-                    tables = ast.literal_eval(node.args[0])
-                    assert {claims.notebooks()[t] for t in tables} == {path.name}, path.name
-                    shown |= set(tables)
-    assert {c.notebook_table for c in claims.CLAIMS} <= shown
+                    imported = {
+                        alias.name: importlib.import_module(n.module)
+                        for n in ast.walk(ast.parse(cell.source))
+                        if isinstance(n, ast.ImportFrom) and n.module.startswith("earlyexit.claims")
+                        for alias in n.names
+                    }
+                    listed = getattr(imported[node.args[0].id], node.args[0].id)
+                    assert {claims.notebooks()[c.notebook_table] for c in listed} == {path.name}, path.name
+                    shown += listed
+    assert sorted(c.id for c in shown) == sorted(c.id for c in claims.CLAIMS)
+
+
+def test_editing_one_claim_reruns_only_the_notebook_that_shows_it(tmp_path):
+    """A figure's stamp covers the claims its notebook reports, not the whole registry: in a scratch copy of the
+    library, rewording Table III's rule stales Table III's notebook and no other figure."""
+    root = tmp_path / "repo"
+    shutil.copytree(pipeline.ROOT / "lib", root / "lib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("artifacts", "notebooks", "figures", "pipeline.toml", "tiers.toml"):
+        (root / name).symlink_to(pipeline.ROOT / name)
+    source = root / "lib" / "earlyexit" / "claims" / "paper_b.py"
+    rule = "By share of the models whose cache takes the printed bytes."
+    assert rule in source.read_text()
+    source.write_text(
+        source.read_text().replace(rule, "By share of the models whose cache takes exactly the printed bytes.")
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "earlyexit.pipeline", "--profile", "cpu", "--list", "--figures-only"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root / "lib")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    figures = {job.name for job in pipeline.jobs("cpu") if job.kind == "figure"}
+    stale = {line.split()[1] for line in listed if line.split()[1] in figures and not line.endswith("current")}
+    assert stale == {"21_B_table3_activation_cache"}
 
 
 def test_a_figure_stage_is_after_every_stage_whose_table_its_claims_read(monkeypatch):
@@ -62,7 +100,7 @@ def test_a_figure_stage_is_after_every_stage_whose_table_its_claims_read(monkeyp
 
 @pytest.fixture(scope="module")
 def shipped() -> pd.DataFrame:
-    return claims.evaluate(claims.tables("cpu"))
+    return claims.evaluate(claims.tables("cpu"), claims.CLAIMS)
 
 
 def test_every_shipped_claim_is_measured(shipped):
@@ -99,7 +137,7 @@ def _copy(tmp_path, edit) -> claims.Tables:
 
 
 def _verdict(source: claims.Tables, claim_id: str) -> str:
-    df = claims.evaluate(source)
+    df = claims.evaluate(source, claims.CLAIMS)
     return df.set_index("id").loc[claim_id, "verdict"]
 
 
@@ -143,7 +181,7 @@ def test_a_change_closes_einets_gap_by_the_share_of_the_summed_gap_beyond_its_se
 
 def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
     source = _copy(tmp_path, lambda folder: (folder / "A-fig9-three-exits.csv").unlink())
-    row = claims.evaluate(source).set_index("id").loc["A-fig9-three-exits"]
+    row = claims.evaluate(source, claims.CLAIMS).set_index("id").loc["A-fig9-three-exits"]
     assert row.verdict == UNTESTABLE and "A-fig9-three-exits was not made" in row.diagnosis
 
 

@@ -1,7 +1,8 @@
 """Claims as code: every claim of the two papers' evaluations, measured on a profile's results, with a verdict.
 
 ``python -m earlyexit.claims --profile cpu`` prints the scoreboard; each figure notebook ends with the claims
-measured on its own table (:func:`report`); ``--write`` regenerates the README's scoreboard and the book's
+measured on its own table (:func:`report` of the notebook's own list, such as :data:`.paper_b.FIG8_STATIC_PLANS`:
+its figure stamp then covers those claims only); ``--write`` regenerates the README's scoreboard and the book's
 page of claims from the shipped ``cpu`` results. The registry is :data:`CLAIMS` (Paper A's in
 :mod:`.paper_a`, Paper B's in :mod:`.paper_b`, our own beyond them in :mod:`.beyond`); the verdict rules are in
 :mod:`.registry`.
@@ -10,6 +11,7 @@ page of claims from the shipped ``cpu`` results. The registry is :data:`CLAIMS` 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -37,13 +39,11 @@ def tables(
     )
 
 
-def evaluate(source: Tables, shown: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One row per claim (of the notebooks showing the result tables ``shown``, or all): the claim, the
-    paper's and our numbers, the verdict and why."""
+def evaluate(source: Tables, of: Iterable[Claim]) -> pd.DataFrame:
+    """One row per claim of ``of`` (:data:`CLAIMS` for all): the claim, the paper's and our numbers, the
+    verdict and why."""
     rows = []
-    for claim in CLAIMS:
-        if shown and claim.notebook_table not in shown:
-            continue
+    for claim in of:
         result: Result = claim.result(source)
         rows.append(
             [claim.id, claim.paper, claim.where, claim.text, claim.paper_value, result.ours, result.verdict]
@@ -53,10 +53,11 @@ def evaluate(source: Tables, shown: tuple[str, ...] = ()) -> pd.DataFrame:
 
 
 def report(
-    shown: list[str], profile: str, figures_dir: str | Path | None = None, artifact_root: str | Path = "../artifacts"
+    shown: list[Claim], profile: str, figures_dir: str | Path | None = None, artifact_root: str | Path = "../artifacts"
 ) -> str:
-    """A figure notebook's closing table: the claims it shows (by result table), as plain text."""
-    df = evaluate(tables(profile, figures_dir, artifact_root), tuple(shown))
+    """A figure notebook's closing table: the claims ``shown`` (the notebook's own list, e.g.
+    :data:`.paper_b.FIG8_STATIC_PLANS`, which its figure stamp covers), as plain text."""
+    df = evaluate(tables(profile, figures_dir, artifact_root), shown)
     lines = [f"{len(df)} claims, measured on the {profile} profile's results:"]
     for row in df.itertuples():
         lines += [

@@ -15,7 +15,7 @@ import sys
 
 from .. import pipeline
 from ..engine import train_bench
-from . import README_MARKERS, evaluate, page, readme_block, scoreboard, tables, with_block
+from . import CLAIMS, README_MARKERS, evaluate, page, readme_block, scoreboard, tables, with_block
 
 README = pipeline.ROOT / "README.md"
 BOOK = pipeline.ROOT / "book"
@@ -49,7 +49,7 @@ TABLE_MARKERS = ("<!-- generated (python -m earlyexit.claims --write) -->", "<!-
 
 def generated() -> dict:
     """The README and the book pages as regenerated from the shipped ``cpu`` results."""
-    df = evaluate(tables(pipeline.DEFAULT_PROFILE))
+    df = evaluate(tables(pipeline.DEFAULT_PROFILE), CLAIMS)
     return {
         README: readme_block(README.read_text(), scoreboard(df, pipeline.DEFAULT_PROFILE)),
         BOOK_PAGE: page(df, pipeline.DEFAULT_PROFILE),
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, text in generated().items():
             path.write_text(text)
         return 0
-    print(scoreboard(evaluate(tables(args.profile)), args.profile))
+    print(scoreboard(evaluate(tables(args.profile), CLAIMS), args.profile))
     return 0
 
 
