@@ -103,6 +103,17 @@ def test_an_arm_is_adopted_only_at_ten_percent_above_the_baseline_best_first():
     assert "Verdict: adopt none" in none
 
 
+def test_budget_an_arm_left_unused_earns_it_nothing_and_an_overrun_is_charged():
+    """Per CPU-hour of the fixed budget: the large-batch arm's record (87.80 % after 1.72 of 2 CPU-hours) against
+    the baseline's (88.80 % after 1.95) is 0.99x, not the 1.12x of accuracy per hour spent."""
+    base = {**_result("baseline", 44.4), "last_exit_accuracy_pct": 88.80, "cpu_s_train": 7024.3}
+    short = {**_result("large-batch", 0.0), "last_exit_accuracy_pct": 87.80, "cpu_s_train": 6190.0}
+    over = {**_result("one-cycle", 0.0), "last_exit_accuracy_pct": 88.80, "cpu_s_train": 1.1 * 7200}
+    ratios = recipe._ratios([base, short, over])
+    assert ratios["large-batch"] == pytest.approx(87.80 / 88.80) and ratios["one-cycle"] == pytest.approx(1 / 1.1)
+    assert recipe.adopted([base, short, over]) == []
+
+
 def test_arms_of_mixed_cpu_kinds_are_refused(tmp_path):
     mixed = [_result("baseline", 40.0), _result("one-cycle", 48.0, kind="intel-xeon-avx512bf16-no-amx-2core")]
     with pytest.raises(ValueError, match="differ in cpu_kind"):
@@ -127,6 +138,6 @@ def test_a_tiny_arm_trains_on_real_data_and_writes_its_record(tmp_path):
     assert record["recipe"]["epochs"] == len(record["history"]) >= 1 and record["recipe"]["epoch_px"][-1] == 32
     assert len(record["test_accuracy_pct"]) == 3 and all(0 <= a <= 100 for a in record["test_accuracy_pct"])
     assert record["cpu_s_train"] > 0 and record["accuracy_pct_per_cpu_hour"] == pytest.approx(
-        record["last_exit_accuracy_pct"] / (record["cpu_s_train"] / 3600)
+        record["last_exit_accuracy_pct"] / max(0.004, record["cpu_s_train"] / 3600)
     )
     assert record["precision"] in ("bf16", "fp32") and record["torch_threads"] >= 1
