@@ -179,6 +179,37 @@ def test_a_change_closes_einets_gap_by_the_share_of_the_summed_gap_beyond_its_se
     assert _verdict(_copy(tmp_path, edit), claim) == verdict
 
 
+class _Retrained:
+    """A shipped artifact whose manifest says it trained for ``epochs``: its predictions as they are."""
+
+    def __init__(self, run, epochs: int) -> None:
+        self.manifest = {**run.manifest, "params": {**run.manifest["params"], "epochs": epochs}}
+        self._run = run
+
+    def __getitem__(self, key):
+        return self._run[key]
+
+
+@pytest.mark.parametrize(
+    ("claim", "retrained", "verdicts"),
+    [
+        ("B-fig8-more-branches", "vgg16_finegrained", {UNTESTABLE}),  # no dataset's pair counts
+        ("B-fig10-finer-grained", "msdnet40", {SUPPORTED, NOT_SUPPORTED}),  # one pair of two counts: never PARTLY
+        ("B-fig10-msdnet40-5pct", "msdnet40", {UNTESTABLE}),
+    ],
+)
+def test_networks_compared_after_different_training_are_shown_but_not_counted(claim, retrained, verdicts):
+    source = claims.tables("cpu")
+    shipped = source.artifact
+    source.artifact = lambda m, d: _Retrained(shipped(m, d), 99) if m == retrained else shipped(m, d)
+    fair = claims.evaluate(claims.tables("cpu"), claims.CLAIMS).set_index("id").loc[claim]
+    row = claims.evaluate(source, claims.CLAIMS).set_index("id").loc[claim]
+    assert "trained differently (epochs" in row.diagnosis and "against 99)" in row.diagnosis
+    assert "trained differently" not in fair.diagnosis
+    assert row.ours == fair.ours  # the numbers are still shown
+    assert row.verdict in verdicts
+
+
 def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
     source = _copy(tmp_path, lambda folder: (folder / "A-fig9-three-exits.csv").unlink())
     row = claims.evaluate(source, claims.CLAIMS).set_index("id").loc["A-fig9-three-exits"]

@@ -47,6 +47,26 @@ def training(tables: Tables, model: str, dataset: str) -> str:
     )
 
 
+#: The training parameters that make two runs one recipe (the seed, the precision and the test slice do not).
+RECIPE = ("epochs", "anneal_epochs", "batch_size", "lr", "lr_end", "momentum", "weight_decay", "train_per_class")
+
+
+def unequal_training(tables: Tables, models: tuple[str, str], dataset: str) -> str:
+    """Why two networks compared on one dataset are not like for like: the recipe parameters they were trained
+    with that differ ("" when they agree, or when either is not trained in this profile)."""
+    found = [_exits(tables, model, dataset) for model in models]
+    if None in found:
+        return ""
+    first, second = (run[0]["params"] for run in found)
+    differ = [
+        f"{key} {first.get(key)} against {second.get(key)}" for key in RECIPE if first.get(key) != second.get(key)
+    ]
+    if not differ:
+        return ""
+    names = " and ".join(NAMES.get(model, model) for model in models)
+    return f"{names} on {DATASETS.get(dataset, dataset)} were trained differently ({', '.join(differ)}): not counted"
+
+
 def overconfidence(tables: Tables, model: str, dataset: str) -> str:
     """Mean confidence minus accuracy of the exits, in pp (the confidences Algorithm 1 relies on)."""
     found = _exits(tables, model, dataset)
