@@ -6,10 +6,12 @@ train the network) or shows nothing to report.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from ..core import paper
-from ..engine.training import recipe
+from ..engine.training import TrainConfig, recipe
 from .registry import Tables
 
 #: The papers' training epochs (Paper A §V-A: 220; Paper B §VI-A: 300).
@@ -47,8 +49,9 @@ def training(tables: Tables, model: str, dataset: str) -> str:
     )
 
 
-#: The training parameters that make two runs one recipe (the seed, the precision and the test slice do not).
-RECIPE = ("epochs", "anneal_epochs", "batch_size", "lr", "lr_end", "momentum", "weight_decay", "train_per_class")
+#: The training parameters that make two runs one recipe: every field of TrainConfig but the seed, the precision and
+#: the test slice.
+RECIPE = tuple(f.name for f in fields(TrainConfig) if f.name not in {"seed", "precision", "test_per_class"})
 
 
 def unequal_training(tables: Tables, models: tuple[str, str], dataset: str) -> str:
