@@ -86,7 +86,8 @@ def test_a_tier_job_is_checked_as_a_training_job(tmp_path):
 
 def test_a_tier_is_priced_only_on_the_kinds_that_timed_its_models():
     rates = train_bench.rates_by_kind([RESULTS / "training-zoo-intel-xeon-avx512bf16-no-amx-2core.txt"])
-    tier = {"title": "t", "jobs": [{"model": "alexnet", "dataset": "cifar10", "overrides": {}, "target": 85}]}
+    target = train_bench.Target(85)
+    tier = {"title": "t", "jobs": [{"model": "alexnet", "dataset": "cifar10", "overrides": {}, "target": target}]}
     table = train_bench.tier_markdown([tier], rates).splitlines()
     assert "not measured" in table[2] and table[3].endswith("| not measured |")
 
@@ -96,12 +97,43 @@ def _history(curve):
 
 
 def test_the_stopping_rule_reads_the_last_exit_of_the_learning_curve():
-    assert train_bench.learning_verdict(_history([40, 55, 61, 60.5]), 60).startswith("target 60 % reached")
-    assert "first at epoch 3" in train_bench.learning_verdict(_history([40, 55, 61, 60.5]), 60)
-    assert train_bench.learning_verdict(_history([50, 58, 58.1, 58.2, 58.25]), 60).startswith("plateau: +0.25 pp")
-    assert train_bench.learning_verdict(_history([50, 52, 54, 56, 58]), 60).startswith("still gaining: +6.00 pp")
+    sixty = train_bench.Target(60)
+    assert train_bench.learning_verdict(_history([40, 55, 61, 60.5]), sixty).startswith("target 60 % reached")
+    assert "first at epoch 3" in train_bench.learning_verdict(_history([40, 55, 61, 60.5]), sixty)
+    assert train_bench.learning_verdict(_history([50, 58, 58.1, 58.2, 58.25]), sixty).startswith("plateau: +0.25 pp")
+    assert train_bench.learning_verdict(_history([50, 52, 54, 56, 58]), sixty).startswith("still gaining: +6.00 pp")
     assert train_bench.learning_verdict(_history([50, 52]), None).startswith("too few epochs")
     assert train_bench.learning_verdict([{"epoch": 1, "loss": 1.0}]).startswith("no learning curve")
+
+
+def test_a_target_that_asks_the_last_exit_to_lead_is_not_met_while_an_earlier_exit_is_ahead():
+    """VGG16-BN / CIFAR-100 (tiers.toml): past 60 % at its last exit, but exit 2 ahead, is not its target."""
+    curve = [[20.0, 50.0, 40.0], [30.0, 64.0, 63.3], [30.0, 65.0, 63.4], [30.0, 65.3, 63.4], [30.0, 65.3, 63.5]]
+    history = [{"epoch": i, "loss": 1.0, "test_accuracy": exits} for i, exits in enumerate(curve, 1)]
+    lead = train_bench.Target(60, lead=True)
+    assert train_bench.learning_verdict(history, train_bench.Target(60)).startswith("target 60 % reached")
+    verdict = train_bench.learning_verdict(history, lead)
+    assert verdict.startswith("plateau: +0.20 pp") and "63.50 % after 5 epochs, behind exit 2's 65.30 %" in verdict
+    ahead = [*history, {"epoch": 6, "loss": 1.0, "test_accuracy": [30.0, 65.3, 65.4]}]
+    assert train_bench.learning_verdict(ahead, lead) == (
+        "target 60 % and the most accurate exit reached (last exit 65.40 % after 6 epochs; first at epoch 6)"
+    )
+
+
+def test_a_tier_target_is_checked(tmp_path):
+    plan = tmp_path / "tiers.toml"
+    entry = '[[tiers]]\njobs = [{{ model = "vgg16bn", dataset = "cifar100", {} }}]\n'
+    plan.write_text(entry.format("target = 60, lead = true"))
+    assert train_bench.read_tiers(plan)[0]["jobs"][0]["target"] == train_bench.Target(60.0, lead=True)
+    bad_entries = [
+        ("lead = true", "needs a target"),
+        ("target = 60, lead = 1", "lead must"),
+        ('target = "60"', "target must"),
+    ]
+    for bad, says in bad_entries:
+        plan.write_text(entry.format(bad))
+        with pytest.raises(ValueError, match=f"tier 1.*{says}"):
+            train_bench.read_tiers(plan)
 
 
 def test_a_job_on_the_host_loop_is_priced_with_its_learning_curve():

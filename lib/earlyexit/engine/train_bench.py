@@ -16,6 +16,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -259,7 +260,8 @@ def rates_by_kind(paths: list[Path]) -> dict[str, pd.DataFrame]:
 def read_tiers(path: Path) -> list[dict]:
     """The tiers of longer ``cpu`` training planned in ``path`` (``tiers.toml``): each ``{"title", "jobs"}``, a job
     ``{"model", "dataset", "overrides", "target"}`` checked as a training job of ``pipeline.toml`` (``target``:
-    the last exit's test accuracy in %, or None); a malformed file raises ValueError naming the entry."""
+    a :class:`Target` from the entry's ``target``, the last exit's test accuracy in %, and ``lead``, or None);
+    a malformed file raises ValueError naming the entry."""
     try:
         tiers = tomllib.loads(path.read_text())["tiers"]
     except (OSError, tomllib.TOMLDecodeError, KeyError) as err:
@@ -270,14 +272,45 @@ def read_tiers(path: Path) -> list[dict]:
         for entry in tier.get("jobs", []):
             try:
                 job = job_fields(STAGE, "cpu", [entry["model"], entry["dataset"], entry.get("recipe", {})])
+                target = _target(entry)
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(f"{path}: tier {number}, job {entry!r}: {err}") from None
-            jobs.append({**job, "target": entry.get("target")})
+            jobs.append({**job, "target": target})
         out.append({"title": tier.get("title", f"tier {number}"), "jobs": jobs})
     return out
 
 
-def tier_targets(tiers: list[dict]) -> dict[tuple[str, str], float | None]:
+@dataclass(frozen=True)
+class Target:
+    """What stops a tier job early (issue 35): its last exit's test ``accuracy`` (%) and, where ``lead``, the
+    last exit being the most accurate of all (Paper A's Fig. 10 offloads to the last exit: it must lead)."""
+
+    accuracy: float
+    lead: bool = False
+
+    def met(self, exits: list[float]) -> bool:
+        """Whether one epoch's test accuracies per exit (%, the last exit last) reach this target."""
+        return exits[-1] >= self.accuracy and (not self.lead or exits[-1] >= max(exits))
+
+    def __str__(self) -> str:
+        return f"{self.accuracy:g} %" + (" and the most accurate exit" if self.lead else "")
+
+
+def _target(entry: dict) -> Target | None:
+    """The :class:`Target` of a tiers.toml job entry: ``target`` (%) and ``lead`` (bool, only with a target)."""
+    accuracy, lead = entry.get("target"), entry.get("lead", False)
+    if not isinstance(lead, bool):
+        raise ValueError(f"lead must be true or false, not {lead!r}")
+    if accuracy is None:
+        if lead:
+            raise ValueError("lead = true needs a target (the last exit's test accuracy, %)")
+        return None
+    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float):
+        raise ValueError(f"target must be a test accuracy in %, not {accuracy!r}")
+    return Target(float(accuracy), lead)
+
+
+def tier_targets(tiers: list[dict]) -> dict[tuple[str, str], Target | None]:
     """The target of every job of ``tiers`` (:func:`read_tiers`), by (model, dataset)."""
     return {(job["model"], job["dataset"]): job["target"] for tier in tiers for job in tier["jobs"]}
 
@@ -287,22 +320,31 @@ def tier_targets(tiers: list[dict]) -> dict[tuple[str, str], float | None]:
 WINDOW, MIN_GAIN_PP = 3, 0.3
 
 
-def learning_verdict(history: list[dict], target: float | None = None) -> str:
-    """Issue 35's stopping rule on a run's learning curve (the ``test_accuracy`` that
+def learning_verdict(history: list[dict], target: Target | None = None) -> str:
+    """Issue 35's stopping rule on a run's learning curve (the ``test_accuracy`` per exit that
     :func:`training.test_accuracy_observer` records per epoch), at its last epoch, in words: its target reached
     (and when first), at a plateau, or still gaining."""
-    curve = [h["test_accuracy"][-1] for h in history if "test_accuracy" in h]
-    if len(curve) < len(history) or not curve:
+    exits = [h["test_accuracy"] for h in history if "test_accuracy" in h]
+    if len(exits) < len(history) or not exits:
         return "no learning curve recorded"
-    last = f"last exit {curve[-1]:.2f} % after {len(curve)} epochs"
-    if target is not None and curve[-1] >= target:
-        first = next(i for i, acc in enumerate(curve, 1) if acc >= target)
-        return f"target {target:g} % reached ({last}; first at epoch {first})"
+    curve = [acc[-1] for acc in exits]
+    last = f"last exit {curve[-1]:.2f} % after {len(curve)} epochs{_behind(exits[-1], target)}"
+    if target is not None and target.met(exits[-1]):
+        first = next(i for i, acc in enumerate(exits, 1) if target.met(acc))
+        return f"target {target} reached ({last}; first at epoch {first})"
     if len(curve) <= WINDOW:
         return f"too few epochs to judge a plateau ({last})"
     gain = curve[-1] - curve[-1 - WINDOW]
     state = "plateau" if gain < MIN_GAIN_PP else "still gaining"
     return f"{state}: {gain:+.2f} pp over its last {WINDOW} epochs ({last})"
+
+
+def _behind(exits: list[float], target: Target | None) -> str:
+    """Where ``target`` asks the last exit to lead and it does not: which exit is ahead, in words."""
+    best = int(np.argmax(exits))
+    if target is None or not target.lead or exits[-1] >= exits[best]:
+        return ""
+    return f", behind exit {best + 1}'s {exits[best]:.2f} %"
 
 
 def _hours(jobs: list[dict], rates: pd.DataFrame, kind: str) -> dict[tuple[str, str], float]:
@@ -323,7 +365,7 @@ def _job_row(number: int, job: dict, hours: list[dict[tuple[str, str], float]]) 
     """One job's row of :func:`tier_markdown`: its epochs, their share of the paper's, its target, its hours."""
     epochs = training.profile_config("cpu", job["model"], **job["overrides"]).epochs
     share = epochs / training.profile_config("paper", job["model"]).epochs
-    target = "" if job["target"] is None else f"{job['target']:g} %"
+    target = "" if job["target"] is None else str(job["target"])
     key = (job["model"], job["dataset"])
     cells = [f"{h[key]:.1f}" if key in h else "not measured" for h in hours]
     return f"| {number} | {key[0]} / {key[1]} | {epochs} | {share:.0%} | {target} | " + " | ".join(cells) + " |"
