@@ -1,0 +1,139 @@
+"""Issue 35's plan of longer ``cpu`` training (``tiers.toml``): where each job stands, and training the next.
+
+``python -m earlyexit.tiers`` lists the plan's jobs in order, each trained to its planned recipe (with the
+stopping rule's verdict, :func:`.engine.train_bench.learning_verdict`), part-way (its checkpoint holds some of
+the planned epochs) or still to train (what is shipped instead). ``python -m earlyexit.tiers --run next --budget
+150`` trains the first job not trained to plan (``--run MODEL/DATASET`` names one) with the pipeline's training
+notebook, resumes its checkpoint, and stops at an epoch boundary before the budget is spent; the same command
+continues it. The artifact it writes replaces the shipped one: give ``pipeline.toml``'s ``matrix.cpu`` line the
+recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds everything built on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import pipeline
+from .engine import artifacts, budget, train_bench, training
+
+PROFILE = "cpu"  # the plan is of the cpu profile (tiers.toml)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where one job of the plan stands: ``state`` is "trained", "part-way" or "to train"; ``detail`` in words."""
+
+    tier: int
+    job: dict  # of engine.train_bench.read_tiers: model, dataset, overrides (its recipe), target
+    state: str
+    detail: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.job['model']}/{self.job['dataset']}"
+
+
+def planned(job: dict) -> dict:
+    """The training parameters a tier job plans (:func:`.engine.training.profile_config` with its recipe)."""
+    return asdict(training.profile_config(PROFILE, job["model"], **job["overrides"]))
+
+
+def differences(recorded: dict, plan: dict) -> list[str]:
+    """The training parameters of ``plan`` that ``recorded`` (a manifest's ``params`` or a checkpoint's config)
+    gives another value, as ``name recorded (plan planned)``."""
+    return [f"{k} {recorded.get(k)!r} (plan {v!r})" for k, v in plan.items() if recorded.get(k) != v]
+
+
+def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> Standing:
+    """Where ``job`` (of :func:`.engine.train_bench.read_tiers`, in tier ``tier``) stands in ``root``."""
+    directory = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"])
+    recipe, where = planned(job), (tier, job)
+    try:
+        manifest = artifacts.read_manifest(directory)
+    except artifacts.ArtifactError:
+        manifest = None
+    if manifest is not None and not differences(manifest["params"], recipe):
+        return Standing(*where, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
+    shipped = (
+        "nothing shipped" if manifest is None else "shipped: " + ", ".join(differences(manifest["params"], recipe))
+    )
+    checkpoint = directory / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return Standing(*where, "to train", shipped)
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        return Standing(*where, "to train", f"{shipped}; its checkpoint is unreadable ({err}): delete it")
+    other = differences(state.get("config", {}), recipe)
+    if other:  # the run refuses it and names what differs (engine.training.train)
+        return Standing(*where, "to train", f"{shipped}; its checkpoint is of another recipe: {', '.join(other)}")
+    return Standing(*where, "part-way", f"{len(state['history'])} of {recipe['epochs']} epochs in its checkpoint")
+
+
+def plan(root: Path = pipeline.ROOT / "artifacts", path: Path = pipeline.TIERS) -> list[Standing]:
+    """Every job of the plan in ``path``, in order, with where it stands (:func:`standing`)."""
+    tiers = train_bench.read_tiers(path)
+    return [standing(number, job, root) for number, tier in enumerate(tiers, 1) for job in tier["jobs"]]
+
+
+def choose(standings: list[Standing], name: str) -> Standing:
+    """The job ``name`` ("MODEL/DATASET") of the plan, or with "next" the first not trained to plan; exits
+    naming the choices when there is none."""
+    if name == "next":
+        todo = [s for s in standings if s.state != "trained"]
+        if not todo:
+            raise SystemExit("every job of tiers.toml is trained to plan; add jobs to it to train more")
+        return todo[0]
+    found = [s for s in standings if s.name == name]
+    if not found:
+        names = ", ".join(s.name for s in standings)
+        raise SystemExit(f"--run {name}: not a job of tiers.toml; choose 'next' or one of {names}")
+    if found[0].state == "trained":
+        raise SystemExit(f"--run {name}: trained to plan ({found[0].detail}); raise its epochs in tiers.toml first")
+    return found[0]
+
+
+def training_job(chosen: Standing) -> pipeline.Job:
+    """The pipeline's training job (notebook and parameters) for a job of the plan."""
+    stage = next(s for s in pipeline.load_stages() if s["kind"] == "train")
+    params = {key: chosen.job[key] for key in ("model", "dataset", "overrides")}
+    return pipeline.Job(stage["id"], "train", pipeline.ROOT / stage["notebook"], params)
+
+
+def table(standings: list[Standing]) -> str:
+    """The plan as plain text: one line per job."""
+    return "\n".join(f"{s.tier}  {s.name:32s} {s.state:9s} {s.detail}" for s in standings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m earlyexit.tiers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", metavar="MODEL/DATASET", help="train this job of the plan, or 'next'")
+    parser.add_argument(
+        "--budget", type=float, help="minutes; training stops at an epoch boundary before they are spent (exit 75)"
+    )
+    args = parser.parse_args(argv)
+    standings = plan()
+    if args.run is None:
+        print(table(standings))
+        return
+    if args.budget is not None:
+        budget.set_minutes(args.budget)
+    chosen = choose(standings, args.run)
+    print(f"tier {chosen.tier}: {chosen.name} ({chosen.state}: {chosen.detail}) ...", flush=True)
+    try:
+        pipeline.execute(training_job(chosen), PROFILE)
+    except pipeline.BudgetStopped as err:
+        print(err)
+        raise SystemExit(pipeline.EXIT_BUDGET) from None
+    recipe = ", ".join(f"{k} = {v!r}" for k, v in chosen.job["overrides"].items())
+    print(f"{standing(chosen.tier, chosen.job).detail}; give pipeline.toml's matrix.cpu line {{{recipe}}}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

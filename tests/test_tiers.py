@@ -1,0 +1,79 @@
+"""Issue 35's plan as a list of where each job stands, and the training job it runs (earlyexit.tiers)."""
+
+import shutil
+
+import pytest
+import torch
+
+from earlyexit import pipeline, tiers
+
+SHIPPED = pipeline.ROOT / "artifacts" / "cpu" / "b_alexnet-mnist"  # 8 epochs annealed over 8, lr 0.01
+
+
+def _plan(tmp_path, *jobs: str):
+    path = tmp_path / "tiers.toml"
+    path.write_text("[[tiers]]\njobs = [\n" + "".join(f"  {{ {job} }},\n" for job in jobs) + "]\n")
+    return path
+
+
+@pytest.fixture
+def root(tmp_path):
+    shutil.copytree(SHIPPED, tmp_path / "artifacts" / "cpu" / SHIPPED.name, ignore=shutil.ignore_patterns("derived"))
+    return tmp_path / "artifacts"
+
+
+def test_a_shipped_artifact_of_the_planned_recipe_is_trained_and_another_recipe_is_to_train(tmp_path, root):
+    same = (
+        'model = "b_alexnet", dataset = "mnist", recipe = { epochs = 8, anneal_epochs = 8, lr = 0.01, lr_end = 1e-4 }'
+    )
+    longer = (
+        'model = "b_alexnet", dataset = "mnist", recipe = { epochs = 12, anneal_epochs = 8, lr = 0.01, lr_end = 1e-4 }'
+    )
+    [trained] = tiers.plan(root, _plan(tmp_path, same))
+    assert (trained.state, trained.detail) == ("trained", "no learning curve recorded")
+    [to_train] = tiers.plan(root, _plan(tmp_path, longer))
+    assert (to_train.state, to_train.detail) == ("to train", "shipped: epochs 8 (plan 12)")
+
+
+def test_a_checkpoint_of_the_planned_recipe_is_part_way_and_one_of_another_recipe_is_named(tmp_path, root):
+    job = 'model = "alexnet", dataset = "cifar10", recipe = { epochs = 40, anneal_epochs = 36 }'
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert (standing.state, standing.detail) == ("to train", "nothing shipped")
+    checkpoint = root / "cpu" / "alexnet-cifar10" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    torch.save({"config": tiers.planned(standing.job), "history": [{"epoch": 1}, {"epoch": 2}]}, checkpoint)
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert (standing.state, standing.detail) == ("part-way", "2 of 40 epochs in its checkpoint")
+    torch.save({"config": {**tiers.planned(standing.job), "lr": 0.5}, "history": []}, checkpoint)
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert standing.state == "to train" and standing.detail.endswith("another recipe: lr 0.5 (plan 0.1)")
+    checkpoint.write_bytes(b"not a checkpoint")
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert standing.state == "to train" and "checkpoint is unreadable" in standing.detail
+
+
+def test_next_is_the_first_job_not_trained_to_plan_and_a_name_must_be_a_job_still_to_train(tmp_path, root):
+    done = (
+        'model = "b_alexnet", dataset = "mnist", recipe = { epochs = 8, anneal_epochs = 8, lr = 0.01, lr_end = 1e-4 }'
+    )
+    todo = 'model = "alexnet", dataset = "cifar10", recipe = { epochs = 40, anneal_epochs = 36 }'
+    standings = tiers.plan(root, _plan(tmp_path, done, todo))
+    assert tiers.choose(standings, "next").name == "alexnet/cifar10"
+    assert tiers.choose(standings, "alexnet/cifar10") is standings[1]
+    with pytest.raises(SystemExit, match="trained to plan"):
+        tiers.choose(standings, "b_alexnet/mnist")
+    with pytest.raises(SystemExit, match="not a job of tiers.toml; choose 'next' or one of b_alexnet/mnist"):
+        tiers.choose(standings, "alexnet/mnist")
+    with pytest.raises(SystemExit, match="every job of tiers.toml is trained"):
+        tiers.choose(standings[:1], "next")
+
+
+def test_a_tier_job_runs_the_pipelines_training_notebook_with_its_recipe():
+    """The same notebook, parameters and executed copy as the pipeline's job of that network, with the plan's
+    recipe as its overrides."""
+    standing = next(s for s in tiers.plan() if s.name == "vgg16bn/cifar100")
+    job = tiers.training_job(standing)
+    shipped = next(j for j in pipeline.jobs("cpu", ["train"]) if j.name == job.name)
+    assert (job.stage, job.kind, job.notebook) == (shipped.stage, shipped.kind, shipped.notebook)
+    params = pipeline.injected(job.notebook, job.params)
+    assert params["overrides"] == standing.job["overrides"] and params["model"] == "vgg16bn"
