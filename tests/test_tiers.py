@@ -35,18 +35,22 @@ def test_a_shipped_artifact_of_the_planned_recipe_is_trained_and_another_recipe_
     assert (to_train.state, to_train.detail) == ("to train", "shipped: epochs 8 (plan 12)")
 
 
-def test_a_checkpoint_of_the_planned_recipe_is_part_way_and_one_of_another_recipe_is_named(tmp_path, root):
+def test_a_checkpoint_of_the_planned_recipe_and_code_is_part_way_and_one_a_run_would_discard_is_named(tmp_path, root):
     job = 'model = "alexnet", dataset = "cifar10", recipe = { epochs = 40, anneal_epochs = 36 }'
     [standing] = tiers.plan(root, _plan(tmp_path, job))
     assert (standing.state, standing.detail) == ("to train", "nothing shipped")
     checkpoint = root / "cpu" / "alexnet-cifar10" / "checkpoint.pt"
     checkpoint.parent.mkdir()
-    torch.save({"config": tiers.planned(standing.job), "history": [{"epoch": 1}, {"epoch": 2}]}, checkpoint)
+    state = {"config": tiers.planned(standing.job), "code_sha256": tiers._code(standing.job)}
+    torch.save({**state, "history": [{"epoch": 1}, {"epoch": 2}]}, checkpoint)
     [standing] = tiers.plan(root, _plan(tmp_path, job))
     assert (standing.state, standing.detail) == ("part-way", "2 of 40 epochs in its checkpoint")
-    torch.save({"config": {**tiers.planned(standing.job), "lr": 0.5}, "history": []}, checkpoint)
+    torch.save({**state, "config": {**state["config"], "lr": 0.5}, "history": []}, checkpoint)
     [standing] = tiers.plan(root, _plan(tmp_path, job))
-    assert standing.state == "to train" and standing.detail.endswith("another recipe: lr 0.5 (plan 0.1)")
+    assert standing.state == "to train" and standing.detail.endswith("(lr 0.5 (plan 0.1)): a run discards it")
+    torch.save({**state, "code_sha256": "0" * 64, "history": []}, checkpoint)
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert standing.state == "to train" and "the training code changed since it was written" in standing.detail
     checkpoint.write_bytes(b"not a checkpoint")
     [standing] = tiers.plan(root, _plan(tmp_path, job))
     assert standing.state == "to train" and "checkpoint is unreadable" in standing.detail

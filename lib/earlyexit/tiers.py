@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import pipeline
-from .engine import artifacts, budget, train_bench, training
+from .engine import artifacts, budget, provenance, train_bench, training
 
 PROFILE = "cpu"  # the plan is of the cpu profile (tiers.toml)
 
@@ -71,9 +71,18 @@ def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> 
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         return Standing(*where, "to train", f"{shipped}; its checkpoint is unreadable ({err}): delete it")
     other = differences(state.get("config", {}), recipe)
-    if other:  # the run refuses it and names what differs (engine.training.train)
-        return Standing(*where, "to train", f"{shipped}; its checkpoint is of another recipe: {', '.join(other)}")
+    if not other and state.get("code_sha256") != _code(job):
+        other = ["the training code changed since it was written"]
+    if other:  # the run discards it, saying what differs (engine.training.train_and_profile)
+        return Standing(
+            *where, "to train", f"{shipped}; its checkpoint differs ({', '.join(other)}): a run discards it"
+        )
     return Standing(*where, "part-way", f"{len(state['history'])} of {recipe['epochs']} epochs in its checkpoint")
+
+
+def _code(job: dict) -> str:
+    """The fingerprint of the code that trains ``job`` now, which its checkpoint must have been made with."""
+    return provenance.code_fingerprint(training.stage_params(job["model"], job["dataset"], PROFILE, **job["overrides"]))
 
 
 def plan(root: Path = pipeline.ROOT / "artifacts", path: Path = pipeline.TIERS) -> list[Standing]:
