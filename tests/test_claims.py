@@ -120,6 +120,19 @@ def test_the_readme_scoreboard_and_the_book_pages_are_generated():
         assert path.read_text() == text, f"{path.name} is stale: run python -m earlyexit.claims --write"
 
 
+def test_the_scoreboard_says_what_share_of_their_papers_epochs_the_networks_trained(monkeypatch):
+    """AlexNet (Paper A: 220 epochs) after 22 and FlexVGG-16 (Paper B: 300) after 3: 10 % and 1 %."""
+    epochs = {"alexnet": 22, "flexvgg16": 3}
+    monkeypatch.setattr(pipeline, "trained", lambda profile: [("alexnet", "cifar10"), ("flexvgg16", "mnist")])
+    monkeypatch.setattr(claims.artifacts, "read_manifest", lambda folder: {"epochs": epochs[folder.name.split("-")[0]]})
+    first = claims.scoreboard(pd.DataFrame(columns=claims.COLUMNS), "cpu").splitlines()[0]
+    assert first.endswith(
+        " Its 2 networks were trained for 1.0% to 10% of their paper's epochs (the compute ledger gives each)."
+    )
+    monkeypatch.setattr(pipeline, "trained", lambda profile: [])
+    assert claims.scoreboard(pd.DataFrame(columns=claims.COLUMNS), "cpu").splitlines()[0].endswith("--profile cpu`.")
+
+
 @pytest.mark.parametrize(
     ("hits", "total", "verdict"),
     [(3, 3, SUPPORTED), (1, 3, PARTLY), (0, 3, NOT_SUPPORTED), (0, 0, UNTESTABLE)],

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import pipeline
+from ..engine import artifacts, training
 from . import beyond, paper_a, paper_b
 from .registry import VERDICTS, Claim, Result, Tables
 
@@ -92,10 +93,27 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "/").replace("\n", " ")
 
 
+def epoch_shares(profile: str) -> str:
+    """In words, the share of its paper's epochs (Paper A: 220, Paper B: 300) each network of ``profile``'s
+    training artifacts was trained for: the range, and where the compute ledger gives each."""
+    shares = [
+        artifacts.read_manifest(artifacts.run_dir(pipeline.ROOT / "artifacts", profile, model, dataset))["epochs"]
+        / training.profile_config("paper", model).epochs
+        for model, dataset in pipeline.trained(profile)
+    ]
+    if not shares:
+        return ""
+    span = " to ".join(dict.fromkeys(f"{x:.{1 if x < 0.1 else 0}%}" for x in (min(shares), max(shares))))
+    trained = "network was" if len(shares) == 1 else f"{len(shares)} networks were"
+    their = "its" if len(shares) == 1 else "their"
+    return f" Its {trained} trained for {span} of {their} paper's epochs (the compute ledger gives each)."
+
+
 def scoreboard(df: pd.DataFrame, profile: str) -> str:
     """Markdown: counts per verdict and paper, then one row per claim."""
     lines = [
-        f"Profile `{profile}`: {len(df)} claims, verdicts computed by `python -m earlyexit.claims --profile {profile}`.",
+        f"Profile `{profile}`: {len(df)} claims, verdicts computed by `python -m earlyexit.claims --profile {profile}`."
+        f"{epoch_shares(profile)}",
         "",
     ]
     lines += [counts(df).reset_index().rename(columns={"paper": ""}).to_markdown(index=False), ""]
