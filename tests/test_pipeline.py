@@ -274,6 +274,32 @@ def test_force_retrains_through_the_notebooks_force_parameter(monkeypatch):
     assert pipeline.injected(executed[0].notebook, executed[0].params)["force"] is True
 
 
+def test_training_a_network_discards_the_checkpoints_of_the_stages_on_it(tmp_path, monkeypatch):
+    """A pruning or codec checkpoint made from the network that a retraining replaced still matches its
+    parameters, code and data, so a run would resume it as current; a budget-stopped training keeps them."""
+    job = next(j for j in pipeline.jobs("cpu", ["train"]) if j.name.endswith("-vgg16bn-cifar100"))
+    folder = tmp_path / "artifacts" / "cpu"
+    stale = [
+        folder / "vgg16bn-cifar100-pruned10" / "checkpoint.pt",
+        folder / "vgg16bn-cifar100-compressed" / "step2.pt",
+    ]
+    kept = [folder / "vgg16bn-cifar100" / "checkpoint.pt", folder / "vgg16bn-cifar10-pruned10" / "checkpoint.pt"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+
+    def stopped(job, profile, env=None, alone=True):
+        raise pipeline.BudgetStopped("time budget spent after epoch 1 of 40")
+
+    monkeypatch.setattr(pipeline, "execute", stopped)
+    assert not pipeline._run(job, "test", "cpu")
+    assert all(path.exists() for path in stale + kept)
+    monkeypatch.setattr(pipeline, "execute", lambda job, profile, env=None, alone=True: None)
+    assert pipeline._run(job, "test", "cpu")
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+
+
 def test_an_interrupted_run_keeps_the_last_good_copy_until_a_run_finishes(tmp_path, monkeypatch):
     import papermill as pm
 

@@ -838,8 +838,28 @@ def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None,
     except BudgetStopped as err:
         _say(f"{label}: {err}")
         return False
+    if job.kind == "train":
+        discard_checkpoints_on(job.params["model"], job.params["dataset"], profile)
     _say(f"{label}: done in {time.perf_counter() - start:.0f} s")
     return True
+
+
+def discard_checkpoints_on(model: str, dataset: str, profile: str, root: Path | None = None) -> list[Path]:
+    """Delete the checkpoints of the stages on a network that was just trained (pruning, the feature codec, the
+    single-exit network): they hold weights made from the network it replaced, and their parameters, code and
+    data would still match, so a run would resume them as current. Returns what was deleted."""
+    root = ROOT / "artifacts" if root is None else root
+    folders = [
+        stage.directory(root, profile, entry)
+        for kind, stage in STAGES.items()
+        if stage.on_training
+        for entry in entries(kind, profile)
+        if (entry["model"], entry["dataset"]) == (model, dataset)
+    ]
+    gone = [path for folder in folders for path in sorted(folder.glob("*.pt"))]
+    for path in gone:
+        path.unlink()
+    return gone
 
 
 def _say(line: str) -> None:

@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except pipeline.BudgetStopped as err:
         print(err)
         raise SystemExit(pipeline.EXIT_BUDGET) from None
+    pipeline.discard_checkpoints_on(chosen.job["model"], chosen.job["dataset"], PROFILE)
     recipe = ", ".join(f"{k} = {v!r}" for k, v in chosen.job["overrides"].items())
     print(f"{standing(chosen.tier, chosen.job).detail}; give pipeline.toml's matrix.cpu line {{{recipe}}}")
 
