@@ -51,33 +51,39 @@ def differences(recorded: dict, plan: dict) -> list[str]:
 def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> Standing:
     """Where ``job`` (of :func:`.engine.train_bench.read_tiers`, in tier ``tier``) stands in ``root``."""
     directory = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"])
-    recipe, where = planned(job), (tier, job)
+    recipe = planned(job)
     try:
         manifest = artifacts.read_manifest(directory)
     except artifacts.ArtifactError:
         manifest = None
     if manifest is not None and not differences(manifest["params"], recipe):
-        return Standing(*where, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
+        return Standing(tier, job, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
+    epochs, problem = _checkpoint(directory / "checkpoint.pt", job)
+    if epochs is not None:
+        return Standing(tier, job, "part-way", f"{epochs} of {recipe['epochs']} epochs in its checkpoint")
     shipped = (
         "nothing shipped" if manifest is None else "shipped: " + ", ".join(differences(manifest["params"], recipe))
     )
-    checkpoint = directory / "checkpoint.pt"
-    if not checkpoint.is_file():
-        return Standing(*where, "to train", shipped)
+    return Standing(tier, job, "to train", shipped + (f"; its checkpoint {problem}" if problem else ""))
+
+
+def _checkpoint(path: Path, job: dict) -> tuple[int | None, str]:
+    """The epochs the checkpoint ``path`` of ``job`` holds, or None and why a run would not resume it ("" when
+    there is none)."""
+    if not path.is_file():
+        return None, ""
     import torch
 
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        return Standing(*where, "to train", f"{shipped}; its checkpoint is unreadable ({err}): delete it")
-    other = differences(state.get("config", {}), recipe)
+        return None, f"is unreadable ({err}): delete it"
+    other = differences(state.get("config", {}), planned(job))
     if not other and state.get("code_sha256") != _code(job):
         other = ["the training code changed since it was written"]
     if other:  # the run discards it, saying what differs (engine.training.train_and_profile)
-        return Standing(
-            *where, "to train", f"{shipped}; its checkpoint differs ({', '.join(other)}): a run discards it"
-        )
-    return Standing(*where, "part-way", f"{len(state['history'])} of {recipe['epochs']} epochs in its checkpoint")
+        return None, f"differs ({', '.join(other)}): a run discards it"
+    return len(state["history"]), ""
 
 
 def _code(job: dict) -> str:
