@@ -7,7 +7,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "earlyexit"
 #: Layer of each subpackage; modules at the top of the package (the pipeline, the training command, the GPU
-#: bundle) form layer 4, and the claims,
+#: bundle, the tier plan) form layer 4, and the claims,
 #: which read what the pipeline made, sit above it.
 LAYERS = {"core": 0, "nets": 1, "engine": 2, "paper_a": 3, "paper_b": 3, "claims": 5}
 TOP = 4
@@ -53,4 +53,4 @@ def test_no_module_imports_from_a_later_layer_or_across_the_papers(path):
 
 def test_the_layers_are_the_subpackages():
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} == set(LAYERS)
-    assert {p.stem for p in PACKAGE.glob("*.py")} == {"__init__", "pipeline", "train", "bundle"}
+    assert {p.stem for p in PACKAGE.glob("*.py")} == {"__init__", "pipeline", "train", "bundle", "tiers"}
