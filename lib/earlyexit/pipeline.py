@@ -844,13 +844,12 @@ def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None,
     return True
 
 
-def discard_checkpoints_on(model: str, dataset: str, profile: str, root: Path | None = None) -> list[Path]:
+def discard_checkpoints_on(model: str, dataset: str, profile: str) -> list[Path]:
     """Delete the checkpoints of the stages on a network that was just trained (pruning, the feature codec, the
     single-exit network): they hold weights made from the network it replaced, and their parameters, code and
     data would still match, so a run would resume them as current. Returns what was deleted."""
-    root = ROOT / "artifacts" if root is None else root
     folders = [
-        stage.directory(root, profile, entry)
+        stage.directory(ROOT / "artifacts", profile, entry)
         for kind, stage in STAGES.items()
         if stage.on_training
         for entry in entries(kind, profile)
