@@ -199,7 +199,12 @@ def compare_predictors(
         hybrid, exact = run(elastic.Dynamic(cs, "hybrid", m=m)), run(elastic.Dynamic(cs, "exact"))
         first = exact if first is None else first
         row = {"predictor": name, "error": eq3_loss(cs, conf)}
-        pairs = {"hybrid": (hybrid, static), "exact": (exact, static), "part": (exact, oracle), "change": (exact, first)}
+        pairs = {
+            "hybrid": (hybrid, static),
+            "exact": (exact, static),
+            "part": (exact, oracle),
+            "change": (exact, first),
+        }
         for label, (a, b) in pairs.items():
             row[f"{label} gain"], row[f"{label} se"] = paired_gain(a, b)
         rows.append(row)
