@@ -300,6 +300,41 @@ def test_training_a_network_discards_the_checkpoints_of_the_stages_on_it(tmp_pat
     assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
 
 
+def test_a_stage_refusing_its_stale_checkpoints_runs_again_without_them(tmp_path, monkeypatch):
+    """The codec's step checkpoints made by its older code are discarded, as a training job discards its own;
+    where there is nothing to discard the refusal is the pipeline's error."""
+    import papermill as pm
+
+    real = next(j for j in pipeline.jobs("cpu", ["compress"]) if j.name.endswith("-vgg16bn-cifar100-compressed"))
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "injected", lambda notebook, params: {"force": False})
+    notebook = tmp_path / "notebooks" / real.notebook.name
+    notebook.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), notebook)
+    job = pipeline.Job(real.stage, real.kind, notebook, real.params)
+    folder = tmp_path / "artifacts" / "cpu"
+    stale = [folder / "vgg16bn-cifar100-compressed" / f"{step}.pt" for step in ("step2", "step3")]
+    kept = folder / "vgg16bn-cifar100" / "checkpoint.pt"
+    for path in [*stale, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+    runs = []
+
+    def execute(source, copy, **kwargs):
+        runs.append(source)
+        nbformat.write(nbformat.read(source, as_version=4), copy)
+        if any(path.exists() for path in stale) or len(runs) > 2:
+            message = "checkpoint step2.pt was made with other code; delete it (or pass fresh=True)"
+            raise pm.PapermillExecutionError(3, 1, "train(...)", "StaleCheckpointError", message, [])
+
+    monkeypatch.setattr(pm, "execute_notebook", execute)
+    assert pipeline._run(job, "test", "cpu")
+    assert len(runs) == 2 and not any(path.exists() for path in stale) and kept.exists()
+    with pytest.raises(pipeline.StaleCheckpoint, match="stage 'compress' failed: .* StaleCheckpointError: checkpoint"):
+        pipeline._run(job, "test", "cpu")  # refused again with no checkpoint of its own left to discard
+    assert kept.exists()
+
+
 def test_an_interrupted_run_keeps_the_last_good_copy_until_a_run_finishes(tmp_path, monkeypatch):
     import papermill as pm
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -654,6 +654,11 @@ class BudgetStopped(Exception):
     """A training notebook stopped at an epoch boundary because the time budget was spent (:mod:`.engine.budget`)."""
 
 
+class StaleCheckpoint(SystemExit):
+    """A stage refused a checkpoint made with other parameters, code or data (:class:`.training.StaleCheckpointError`);
+    :func:`_run` discards it and runs the stage again, and where that cannot help the pipeline exits with it."""
+
+
 def execute(job: Job, profile: str, env: dict[str, str] | None = None, alone: bool = True) -> None:
     """Run one notebook with papermill (its kernel seeing ``env`` too), keeping the executed copy (and the
     kernel's own log beside it); exits naming the failing cell, or raises :class:`BudgetStopped`. ``alone``:
@@ -689,7 +694,8 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None, alone: bo
             _mark_interrupted(running, interrupted)
             raise BudgetStopped(err.evalue) from None
         running.replace(failed)
-        raise SystemExit(
+        failure = StaleCheckpoint if err.ename == training.StaleCheckpointError.__name__ else SystemExit
+        raise failure(
             f"stage {job.stage!r} failed: notebook {job.notebook.relative_to(ROOT)} "
             f"(executed copy {failed.relative_to(ROOT)}, kernel log {copy.with_suffix('.kernel.log').relative_to(ROOT)}), "
             f"cell {err.cell_index}: {err.ename}: {err.evalue}"
@@ -838,6 +844,12 @@ def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None,
     except BudgetStopped as err:
         _say(f"{label}: {err}")
         return False
+    except StaleCheckpoint:  # made by the stage's older code (a training job discards its own: train_and_profile)
+        gone = _discard(STAGES[job.kind].directory(ROOT / "artifacts", profile, job.params).glob("*.pt"))
+        if not gone:
+            raise
+        _say(f"{label}: discarded {len(gone)} checkpoint(s) of other parameters, code or data")
+        return _run(job, "again, from scratch", profile, env, alone)
     if job.kind == "train":
         discard_checkpoints_on(job.params["model"], job.params["dataset"], profile)
     _say(f"{label}: done in {time.perf_counter() - start:.0f} s")
@@ -855,7 +867,12 @@ def discard_checkpoints_on(model: str, dataset: str, profile: str) -> list[Path]
         for entry in entries(kind, profile)
         if (entry["model"], entry["dataset"]) == (model, dataset)
     ]
-    gone = [path for folder in folders for path in sorted(folder.glob("*.pt"))]
+    return _discard(path for folder in folders for path in folder.glob("*.pt"))
+
+
+def _discard(checkpoints: Iterable[Path]) -> list[Path]:
+    """Delete ``checkpoints``; returns them, sorted."""
+    gone = sorted(checkpoints)
     for path in gone:
         path.unlink()
     return gone
