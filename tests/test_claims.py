@@ -259,3 +259,33 @@ def test_closing_prose_types_no_result_number(path):
     paper |= {n.replace(" ", "").rstrip("%") for n in paper}
     typed = [n for text in _closing_cells(path) for n in NUMBER.findall(text) if n.replace(" ", "") not in paper]
     assert not typed, f"{path.name}: closing prose types numbers {typed[:8]}; let the claims table carry them"
+
+
+def _real_mode(more: tuple[float, float], gaps: tuple[float, float, float], se: float):
+    """An edit writing notebook 29's table: the classic network, then every branch and EINet with ``more`` results
+    than it (pp, se 3), each policy's real minus simulated accuracy ``gaps`` (pp) with standard error ``se``."""
+
+    def edit(folder):
+        pd.DataFrame({
+            "policy": ["classic (final exit only)", "every branch", "EINet (CS-Predictor + hybrid search)"],
+            "result returned (%)": [15.0, 15.0 + more[0], 15.0 + more[1]], "more results (pp)": [0.0, *more],
+            "more results se (pp)": [0.0, 3.0, 3.0], "real minus simulated (pp)": list(gaps),
+            "real minus simulated se (pp)": [se] * 3,
+        }).to_csv(folder / "B-fig1-real-mode.csv", index=False)  # fmt: skip
+
+    return edit
+
+
+@pytest.mark.parametrize(("more", "verdict"), [((70, 70), SUPPORTED), ((70, 2), PARTLY), ((0, 0), NOT_SUPPORTED)])
+def test_fig1_counts_the_multi_exit_runs_with_more_results_than_the_classic_network(tmp_path, more, verdict):
+    assert _verdict(_copy(tmp_path, _real_mode(more, (0, 0, 0), 1.0)), "B-fig1-no-result") == verdict
+
+
+@pytest.mark.parametrize(
+    ("gaps", "verdict", "below"),
+    [((-1.5, 1.9, -0.2), SUPPORTED, False), ((-5, -1, -1), PARTLY, True), ((-5, 5, -5), NOT_SUPPORTED, False)],
+)
+def test_the_simulator_matches_real_mode_within_two_standard_errors(tmp_path, gaps, verdict, below):
+    df = claims.evaluate(_copy(tmp_path, _real_mode((70, 70), gaps, 1.0)), claims.CLAIMS).set_index("id")
+    assert df.loc["ours-simulator-matches-real-mode", "verdict"] == verdict
+    assert ("below the simulation for every policy" in df.loc["ours-simulator-matches-real-mode", "diagnosis"]) == below
