@@ -845,7 +845,8 @@ def _run(job: Job, reason: str, profile: str, env: dict[str, str] | None = None,
         _say(f"{label}: {err}")
         return False
     except StaleCheckpoint:  # made by the stage's older code (a training job discards its own: train_and_profile)
-        gone = _discard(STAGES[job.kind].directory(ROOT / "artifacts", profile, job.params).glob("*.pt"))
+        stage = STAGES.get(job.kind)  # None: a figure, which keeps no checkpoint of its own
+        gone = _discard(stage.directory(ROOT / "artifacts", profile, job.params).glob("*.pt")) if stage else []
         if not gone:
             raise
         _say(f"{label}: discarded {len(gone)} checkpoint(s) of other parameters, code or data")

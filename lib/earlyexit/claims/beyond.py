@@ -3,10 +3,10 @@
 Notebook ``29_B_fig1_fig2_real_mode``'s (:data:`REAL_MODE`) is measured on ``B-fig1-real-mode``: the simulator of
 Figs. 8-13 against the real runtime on the same images (:mod:`earlyexit.paper_b.real_mode`).
 
-Notebook ``33_B_beyond_einet``'s (:data:`BEYOND_EINET`) are measured on the table ``B-beyond1-einet-gap``: per network, the optimal static plan, EINet, the robust
-planner (:mod:`earlyexit.paper_b.robust`) and EINet's exact planner on CS-Predictors trained to their plateau
-(:func:`earlyexit.paper_b.baselines.predictor_study`) on the scored half, with gains over the static plan and their
-standard errors over the scored samples (pp, paired).
+Notebook ``33_B_beyond_einet``'s (:data:`BEYOND_EINET`) are measured on the table ``B-beyond1-einet-gap``: per
+network, the optimal static plan, EINet, the robust planner (:mod:`earlyexit.paper_b.robust`) and EINet's exact
+planner on CS-Predictors trained to their plateau (:func:`earlyexit.paper_b.baselines.predictor_study`) on the scored
+half, with gains over the static plan and their standard errors over the scored samples (pp, paired).
 """
 
 from __future__ import annotations
