@@ -126,21 +126,6 @@ def test_the_decomposition_adds_up_to_einets_gap(fitted):
     assert np.isfinite(rows.loc["robust", "accuracy"])
 
 
-def test_the_change_by_calibration_is_the_paired_difference_of_the_two_exact_plans(fitted):
-    tc, tb, conf, correct, fit, scored, cs = fitted
-    table = robust.decompose(tc, tb, (conf[fit], correct[fit]), (conf[scored], correct[scored]), cs, runs=2)
-    rows = table.set_index("plan")
-    change = rows.loc["change: calibration"]
-    assert change.gain == pytest.approx(rows.loc["EINet exact, calibrated", "gain"] - rows.loc["EINet exact", "gain"])
-    scores = Shrinkage(1.0, robust.population(correct[fit]), fit_isotonic(conf[fit], correct[fit]))
-    a, b = (
-        elastic.simulate(tc, tb, conf[scored], correct[scored], policy, runs=2, progress=False)
-        for policy in (elastic.Dynamic(cs, "exact", scores=scores), elastic.Dynamic(cs, "exact"))
-    )
-    d = a.sample_accuracy - b.sample_accuracy  # the se of the difference itself, not of the two gains over static
-    assert (change.gain, change.se) == pytest.approx((100 * d.mean(), 100 * d.std(ddof=1) / np.sqrt(d.size)))
-
-
 def test_the_spread_sweep_starts_from_the_static_plan_at_weight_zero(fitted):
     tc, tb, conf, correct, fit, scored, cs = fitted
     static, _ = baselines.optimal_static_plan(tc, tb, correct[scored].mean(0))
@@ -188,6 +173,3 @@ def test_compare_predictors_agrees_with_the_decomposition_for_the_same_predictor
     assert table.loc["a", "part gain"] == pytest.approx(parts.loc["component: predictor", "gain"], abs=1e-9)
     assert table.loc["a", "error"] == pytest.approx(predictor.eq3_loss(cs, conf[scored]))
     assert table.loc["a", "error"] != table.loc["b", "error"]
-    assert (table.loc["a", "change gain"], table.loc["a", "change se"]) == (0.0, 0.0)  # the first against itself
-    gained = table.loc["b", "exact gain"] - table.loc["a", "exact gain"]
-    assert table.loc["b", "change gain"] == pytest.approx(gained, abs=1e-9)

@@ -52,8 +52,7 @@ def _simulator(t: Tables) -> Result:
 def _closes(column: str) -> Callable[[Tables], Result]:
     """The rule of the claims that a change closes EINet's gap: the share of the exact planner's summed gap, over the
     networks where it is behind the optimal static plan, that ``column`` (the change's gain, pp) closes, counted only
-    beyond one standard error of that sum (the networks' ``<column> se``, each paired over its scored samples, added in
-    quadrature as if the networks were independent, though those on one dataset share its test images)."""
+    beyond one standard error of that sum (the networks' ``<column> se`` added in quadrature)."""
 
     def measure(t: Tables) -> Result:
         df = t[TABLE]
@@ -74,9 +73,9 @@ def _closes(column: str) -> Callable[[Tables], Result]:
 
 _RULE = ("SUPPORTED if it closes at least half of the exact planner's summed gap where it is behind the static plan; "
          "PARTLY if it closes some, beyond one standard error of the sum; NOT SUPPORTED if what it closes is within "
-         "that error or it widens the gap. Per network the error is the standard error of the change's gain itself, "
-         "paired over the scored samples (the exact planner with and without the change on the same samples and "
-         "preemption draws); the networks' errors add in quadrature.")  # fmt: skip
+         "that error or it widens the gap. Per network the error is the two plans' own paired errors against the "
+         "static plan added in quadrature, an upper bound on the error of their difference (their errors correlate "
+         "positively on the same samples).")  # fmt: skip
 
 
 # One list per figure notebook, named after it: the notebook imports its own list and reports it

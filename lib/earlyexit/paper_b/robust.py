@@ -132,9 +132,7 @@ def decompose(
     """Every plan of the decomposition on the ``scored`` (conf, correct), fitted on ``fit`` alone except the
     diagnostic perfect calibration: accuracy (%), gain over the optimal static plan with its standard error over
     samples and its spread over runs (pp); the robust planner's row gives its chosen ``weight``. Rows: the plans,
-    then the four :data:`COMPONENTS` (``plan`` = ``"component: <name>"``), whose gains add up to EINet's, then
-    ``"change: calibration"``, what calibrating the scores adds to EINet's exact planner (paired on the same samples
-    and preemption draws, so its se is that of the difference itself)."""
+    then the four :data:`COMPONENTS` (``plan`` = ``"component: <name>"``), whose gains add up to EINet's."""
     conf, correct = scored
     pop, cal = population(fit[1]), fit_isotonic(*fit)
     perfect = fit_isotonic(conf, correct)
@@ -165,8 +163,6 @@ def decompose(
     ]
     for name, (upper, lower) in zip(COMPONENTS, zip(chain, chain[1:])):
         rows.append(_row(f"component: {name}", sims[upper], sims[lower]) | {"accuracy": np.nan})
-    calibrated = _row("change: calibration", sims["EINet exact, calibrated"], sims["EINet exact"])
-    rows.append(calibrated | {"accuracy": np.nan})
     return pd.DataFrame(rows)
 
 
@@ -183,9 +179,8 @@ def compare_predictors(
 ) -> pd.DataFrame:
     """The decomposition's *predictor* part for several CS-Predictors of one network (issue: does a better-trained
     predictor close EINet's gap?). Per predictor, on the ``scored`` (conf, correct): its Eq. (3) error there, EINet's
-    hybrid and exact plans' gains over the optimal static plan (fitted on ``fit``), the predictor part (exact
-    planner on its scores against the true confidences) and the ``change`` (its exact planner against the first
-    predictor's), each with its paired standard error (pp)."""
+    hybrid and exact plans' gains over the optimal static plan (fitted on ``fit``), and the predictor part (exact
+    planner on its scores against the true confidences), each with its paired standard error (pp)."""
     conf, correct = scored
     pop = population(fit[1])
 
@@ -194,18 +189,11 @@ def compare_predictors(
 
     static = run(elastic.Dynamic(next(iter(predictors.values())), "exact", scores=Shrinkage(0.0, pop)))
     oracle = run(elastic.Dynamic(elastic.Oracle(), "exact"))
-    rows, first = [], None
+    rows = []
     for name, cs in predictors.items():
         hybrid, exact = run(elastic.Dynamic(cs, "hybrid", m=m)), run(elastic.Dynamic(cs, "exact"))
-        first = exact if first is None else first
         row = {"predictor": name, "error": eq3_loss(cs, conf)}
-        pairs = {
-            "hybrid": (hybrid, static),
-            "exact": (exact, static),
-            "part": (exact, oracle),
-            "change": (exact, first),
-        }
-        for label, (a, b) in pairs.items():
+        for label, (a, b) in {"hybrid": (hybrid, static), "exact": (exact, static), "part": (exact, oracle)}.items():
             row[f"{label} gain"], row[f"{label} se"] = paired_gain(a, b)
         rows.append(row)
     return pd.DataFrame(rows)
