@@ -1,7 +1,5 @@
-"""Our own claims, beyond the papers, registered and measured like theirs.
-
-Notebook ``29_B_fig1_fig2_real_mode``'s (:data:`REAL_MODE`) is measured on ``B-fig1-real-mode``: the simulator of
-Figs. 8-13 against the real runtime on the same images (:mod:`earlyexit.paper_b.real_mode`).
+"""Our own claims, beyond the papers, registered and measured like theirs (one more, on the simulator against the
+real runtime, is in :data:`.paper_b.FIG1_REAL_MODE`, the list of the notebook that measures it).
 
 Notebook ``33_B_beyond_einet``'s (:data:`BEYOND_EINET`) are measured on the table ``B-beyond1-einet-gap``: per
 network, the optimal static plan, EINet, the robust planner (:mod:`earlyexit.paper_b.robust`) and EINet's exact
@@ -18,7 +16,6 @@ import numpy as np
 from .registry import NOT_SUPPORTED, PARTLY, SUPPORTED, Claim, Result, Tables, by_share
 
 TABLE = "B-beyond1-einet-gap"
-REAL_MODE_TABLE = "B-fig1-real-mode"
 
 
 def _robust(t: Tables) -> Result:
@@ -35,18 +32,6 @@ def _robust(t: Tables) -> Result:
         f"{r.network} {r['robust gain']:+.2f} pp (se {r['robust se']:.2f})" for _, r in behind.iterrows()
     )
     return Result(ours, by_share(len(df) - len(behind), len(df)), diagnosis and f"behind: {diagnosis}")
-
-
-def _simulator(t: Tables) -> Result:
-    df = t[REAL_MODE_TABLE]
-    se = df["real minus simulated se (pp)"]
-    apart = df[df["real minus simulated (pp)"].abs() > 2 * se]
-    gaps = ", ".join(f"{r.policy} {r['real minus simulated (pp)']:+.2f} pp (se {r['real minus simulated se (pp)']:.2f})"
-                     for _, r in df.iterrows())  # fmt: skip
-    ours = f"real minus simulated accuracy on the same images: {gaps}"
-    below = len(apart) > 0 and bool((df["real minus simulated (pp)"] < 0).all())
-    diagnosis = "real mode is below the simulation for every policy" if below else ""
-    return Result(ours, by_share(len(df) - len(apart), len(df)), diagnosis)
 
 
 def _closes(column: str) -> Callable[[Tables], Result]:
@@ -97,12 +82,4 @@ BEYOND_EINET = [
           "A CS-Predictor fitted on the training split's CS-profile (ten times the samples), to its plateau, closes "
           "EINet's gap to the optimal static plan.", "(ours)", _RULE, _closes("training split closes")),
 ]  # fmt: skip
-REAL_MODE = [
-    Claim("ours-simulator-matches-real-mode", "ours", "beyond §VI, Figs. 1, 2", REAL_MODE_TABLE,
-          "The simulator of Figs. 8-13 (the ET-profile's mean times; search and prediction cost no time) gives the "
-          "accuracy that the real runtime reaches on this CPU.", "(ours)",
-          "By share of the policies (classic, every branch, EINet) whose real-mode accuracy is within two standard "
-          "errors of the simulated one, paired over the same images (each with one uniform preemption in real mode, "
-          "twenty simulated).", _simulator),
-]  # fmt: skip
-CLAIMS = [*BEYOND_EINET, *REAL_MODE]
+CLAIMS = [*BEYOND_EINET]
