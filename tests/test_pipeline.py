@@ -482,6 +482,21 @@ def test_paper_ledger_names_the_gpu_and_how_far_an_unfinished_job_got():
     assert pipeline.trained("paper") == [("alexnet", "cifar100")]
 
 
+def test_ledger_says_how_far_a_checkpoint_got_and_why_one_cannot_be_read(tmp_path):
+    import torch
+
+    assert pipeline._unfinished(tmp_path) == "not trained"
+    torch.save({"config": {"epochs": 40}, "history": [{"epoch": 1}] * 3}, tmp_path / "checkpoint.pt")
+    assert pipeline._unfinished(tmp_path) == "3 of 40 (checkpoint, resumable)"
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "checkpoint.pt")
+    assert (
+        pipeline._unfinished(tmp_path)
+        == "not trained (its checkpoint is not a training checkpoint of earlyexit: delete it)"
+    )
+    (tmp_path / "checkpoint.pt").write_bytes(b"truncated")
+    assert pipeline._unfinished(tmp_path).startswith("not trained (its checkpoint is unreadable (")
+
+
 def test_prune_jobs_follow_their_training_job_and_bad_entries_are_refused(tmp_path):
     toml = tmp_path / "pipeline.toml"
     base = (

@@ -961,13 +961,26 @@ def _paper_accuracy(model: str, dataset: str) -> str:
 
 def _unfinished(directory: Path) -> str:
     """The ledger's word for a job without an artifact: how far its checkpoint got, or "not trained"."""
+    state, problem = read_checkpoint(directory / "checkpoint.pt")
+    if state is None:
+        return f"not trained (its checkpoint {problem})" if problem else "not trained"
+    return f"{len(state['history'])} of {state['config']['epochs']} (checkpoint, resumable)"
+
+
+def read_checkpoint(path: Path) -> tuple[dict | None, str]:
+    """The state of the training checkpoint ``path`` (tensors only, nothing unpickled), or None and why it cannot
+    be read ("" when there is none); whether a run resumes it is :func:`engine.training.train_and_profile`'s call."""
+    if not path.is_file():
+        return None, ""
     import torch
 
-    checkpoint = directory / "checkpoint.pt"
-    if not checkpoint.is_file():
-        return "not trained"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return f"{len(state['history'])} of {state['config']['epochs']} (checkpoint, resumable)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        return None, f"is unreadable ({type(err).__name__}: {err}): delete it"
+    if not isinstance(state, dict) or not {"history", "config"} <= set(state):
+        return None, "is not a training checkpoint of earlyexit: delete it"
+    return state, ""
 
 
 def _machine_label(manifest: dict) -> str:

@@ -12,7 +12,6 @@ recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds everything 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,15 +69,10 @@ def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> 
 def _checkpoint(path: Path, job: dict) -> tuple[int | None, str]:
     """The epochs the checkpoint ``path`` of ``job`` holds, or None and why a run would not resume it ("" when
     there is none)."""
-    if not path.is_file():
-        return None, ""
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        return None, f"is unreadable ({err}): delete it"
-    other = differences(state.get("config", {}), planned(job))
+    state, problem = pipeline.read_checkpoint(path)
+    if state is None:
+        return None, problem
+    other = differences(state["config"], planned(job))
     if not other and state.get("code_sha256") != _code(job):
         other = ["the training code changed since it was written"]
     if other:  # the run discards it, saying what differs (engine.training.train_and_profile)
