@@ -357,3 +357,9 @@ def test_gap_sources_split_einets_gap_into_parts_that_sum_to_it():
     parts = E.gap_sources(baseline=13.46, einet=12.54, exact=12.536, oracle=13.604)
     assert parts["search"] + parts["predictor"] + parts["expectation"] == pytest.approx(parts["total"])
     assert parts["total"] == pytest.approx(12.54 - 13.46) and parts["predictor"] == pytest.approx(12.536 - 13.604)
+
+
+def test_paired_differences_have_the_standard_error_of_the_differences():
+    gain, se = E.paired(np.array([1, 0, 1, 1]), np.array([0, 0, 1, 0]))
+    assert gain == pytest.approx(50.0) and se == pytest.approx(100 * np.std([1, 0, 0, 1], ddof=1) / 2)
+    assert E.paired(np.ones(3), np.ones(3)) == (0.0, 0.0)

@@ -9,12 +9,6 @@ from test_elastic import resnet_and_images  # noqa: F401 (a fixture)
 from earlyexit.paper_b import elastic, real_mode
 
 
-def test_paired_differences_have_the_standard_error_of_the_differences():
-    gain, se = real_mode.paired(np.array([1, 0, 1, 1]), np.array([0, 0, 1, 0]))
-    assert gain == pytest.approx(50.0) and se == pytest.approx(100 * np.std([1, 0, 0, 1], ddof=1) / 2)
-    assert real_mode.paired(np.ones(3), np.ones(3)) == (0.0, 0.0)
-
-
 def test_real_mode_is_paired_with_the_simulation_on_the_same_images(resnet_and_images):  # noqa: F811
     model, x, y = resnet_and_images
     tc, tb = np.array([3.0, 6.0, 5.0]) * 1e-3, np.array([2.0, 1.0, 0.1]) * 1e-3
@@ -30,7 +24,7 @@ def test_real_mode_is_paired_with_the_simulation_on_the_same_images(resnet_and_i
     real = elastic.run_real(model, x, "cifar10", tc, tb, policies["every branch"], deadlines)
     right = (real["exit"] >= 0) & (real["pred"] == np.asarray(y))
     sim = elastic.simulate(tc, tb, conf, correct, policies["every branch"], runs=3, progress=False)
-    expected = real_mode.paired(right, sim.sample_accuracy)
+    expected = elastic.paired(right, sim.sample_accuracy)
     got = rows.loc["every branch", ["real minus simulated (pp)", "real minus simulated se (pp)"]]
     assert tuple(got) == pytest.approx(expected)
     assert rows.loc["every branch", "accuracy, real (%)"] == pytest.approx(100 * right.mean())

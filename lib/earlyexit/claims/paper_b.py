@@ -1,4 +1,5 @@
-"""Paper B's claims (§VI), each measured on its notebook's result table.
+"""Paper B's claims (§VI) and one of ours (real mode against the simulator, Fig. 1's notebook), each measured
+on its notebook's result table.
 
 Simulated accuracies are means over runs of random preemption: a difference within the larger run-to-run
 spread (standard deviation over runs) of the two methods compared, read from the network's derived

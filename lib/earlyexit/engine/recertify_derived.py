@@ -106,6 +106,44 @@ for policy in [*plans, elastic.Threshold(0.7), np.ones(conf.shape[1], dtype=bool
         add(r.run_accuracy.tolist(), r.accuracy, r.branches, r.decisions)
 """,
     ),
+    "robust-planner": (
+        ("earlyexit.paper_b.robust:paired_gain",),
+        """
+from earlyexit.paper_b import robust
+with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
+    conf, correct = f["test_conf"][:300], f["test_correct"][:300]
+    tc, tb = f["et_tc"].mean(0), f["et_tb"].mean(0)
+cs, _ = predictor.train_predictor(conf[::2], epochs=1, seed=0, progress=False)
+fit, scored = (conf[::2], correct[::2]), (conf[1::2], correct[1::2])
+choice = robust.choose(tc, tb, *fit, cs, runs=2)
+tables = [
+    choice.held_out,
+    robust.decompose(tc, tb, fit, scored, cs, runs=2),
+    robust.compare_predictors(tc, tb, fit, scored, {"today": cs}, runs=2),
+    robust.spread_sweep(tc, tb, scored, np.ones(tc.size, dtype=bool), (0.1,), runs=2),
+]
+add(choice.weight, [t.to_dict("split") for t in tables])
+""",
+    ),
+    **{
+        f"baselines-{name}": (
+            (f"earlyexit.paper_b.baselines:{name}",),
+            f"""
+import tempfile
+from earlyexit.engine import artifacts
+from earlyexit.paper_b import baselines
+folder = REPO / "artifacts/cpu/flexvgg16-cifar10"
+with np.load(folder / "profile.npz") as f:
+    arrays = {{k: f[k][:400] if k.startswith(("test_", "train_")) else f[k] for k in f.files}}
+run = artifacts.Artifact(arrays, artifacts.read_manifest(folder))
+with tempfile.TemporaryDirectory() as tmp:
+    tables = baselines.{name}(run, tmp, "smoke", baselines.Setup(random_k=100, runs=2))
+for table in tables if isinstance(tables, tuple) else (tables,):
+    add(table.drop(columns="search_ms", errors="ignore").to_dict("split"))  # search_ms: a measured time
+""",
+        )
+        for name in ("compare", "predictor_study", "beyond")
+    },
 }
 
 _PROBE = r"""
@@ -206,7 +244,8 @@ def _replays_show(
     if not all(passed[n] for n in names):
         print(f"{kind}: a replay differs between the two codes: recompute", file=sys.stderr)
         return None
-    return f"{', '.join(sorted(changed))} changed; the {' and '.join(names)} replay is bit for bit identical"
+    replays = f"{', '.join(names[:-1])} and {names[-1]} replays are" if len(names) > 1 else f"{names[0]} replay is"
+    return f"{', '.join(sorted(changed))} changed; the {replays} bit for bit identical"
 
 
 def _names(roots: tuple[str, ...]) -> set[str]:

@@ -20,6 +20,7 @@ the even-indexed half of the test CS-profile, every plan is scored on the odd ha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,6 +154,18 @@ def policies(
     return out
 
 
+def _key(run: Artifact, setup: Setup, preemption: elastic.Preemption, code: Callable, **more) -> dict:
+    """What a derived result of this module depends on (:mod:`earlyexit.engine.derived`): the artifact, the setup,
+    the preemption law, anything in ``more``, and the fingerprint of ``code``, the function that computes it."""
+    return {
+        "artifact": derived.artifact_key(run),
+        "setup": asdict(setup),
+        "preemption": asdict(preemption),
+        **more,
+        "code": fingerprint(code),
+    }
+
+
 def compare(
     run: Artifact,
     derived_dir: str | Path,
@@ -188,12 +201,7 @@ def compare(
             )
         return pd.DataFrame(rows)
 
-    key = {
-        "artifact": derived.artifact_key(run),
-        "setup": asdict(setup),
-        "preemption": asdict(preemption),
-        "code": fingerprint(compare),
-    }
+    key = _key(run, setup, preemption, compare)
     return derived.frame(Path(derived_dir) / f"comparison-{preemption.kind}.csv", key, compute)
 
 
@@ -209,12 +217,7 @@ def predictor_study(
     params = run.manifest["params"]
     tc, tb = elastic.et_means(run)
     fit, scored = halves(len(run["test_conf"]))
-    key = {
-        "artifact": derived.artifact_key(run),
-        "setup": asdict(setup),
-        "preemption": asdict(preemption),
-        "code": fingerprint(predictor_study),
-    }
+    key = _key(run, setup, preemption, predictor_study)
 
     def compute() -> pd.DataFrame:
         trained = {TODAY: cs_predictor(run, derived_dir, profile, setup.seed)}
@@ -251,13 +254,7 @@ def beyond(
     held_out = run["test_conf"][fit], run["test_correct"][fit]
     test = run["test_conf"][scored], run["test_correct"][scored]
     names = {"model": params["model"], "dataset": params["dataset"]}
-    key = {
-        "artifact": derived.artifact_key(run),
-        "setup": asdict(setup),
-        "preemption": asdict(preemption),
-        "sigmas": list(sigmas),
-        "code": fingerprint(beyond),
-    }
+    key = _key(run, setup, preemption, beyond, sigmas=list(sigmas))
 
     def parts() -> pd.DataFrame:
         cs, _ = cs_predictor(run, derived_dir, profile, setup.seed)

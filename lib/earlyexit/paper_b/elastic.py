@@ -49,6 +49,7 @@ __all__ = [
     "Oracle",
     "Threshold",
     "SimResult",
+    "paired",
     "skip_plan",
     "plan_expectation",
     "conditional_grid",
@@ -331,6 +332,13 @@ class SimResult:
     decisions: int
     search_s: float
     predict_s: float
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The mean of ``a - b`` over the samples and its standard error, in pp (``a``, ``b``: per-sample shares, such
+    as :attr:`SimResult.sample_accuracy` of two policies on the same samples and preemption draws)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return 100 * float(d.mean()), 100 * float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
 
 
 def _check_profiles(tc, tb, test_conf, test_correct) -> tuple[np.ndarray, ...]:

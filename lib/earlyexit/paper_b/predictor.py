@@ -28,6 +28,7 @@ Conventions (the paper leaves them open):
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -276,8 +277,12 @@ def _stalled(rate: float, start: float, cuts: int) -> bool:
     return rate < start * 0.1 ** (cuts + 0.5)
 
 
-def stopped(history: list[list[float]], lr: float = 0.05, cuts: int = 2) -> str:
-    """Why :func:`train_to_plateau` (run with ``lr`` and ``cuts``) stopped: ``"plateau"`` or ``"row cap"``."""
+def stopped(history: list[list[float]], lr: float | None = None, cuts: int | None = None) -> str:
+    """Why :func:`train_to_plateau` (run with ``lr`` and ``cuts``, by default its own) stopped: ``"plateau"`` or
+    ``"row cap"``."""
+    defaults = inspect.signature(train_to_plateau).parameters
+    lr = defaults["lr"].default if lr is None else lr
+    cuts = defaults["cuts"].default if cuts is None else cuts
     return "plateau" if _stalled(history[-1][3], lr, cuts) else "row cap"
 
 

@@ -16,12 +16,6 @@ from ..nets.multiexit import MultiExitNet
 from . import elastic
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """The mean of ``a - b`` over the samples and its standard error, in pp (``a``, ``b``: per-sample shares)."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return 100 * float(d.mean()), 100 * float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
-
-
 def compare(
     model: MultiExitNet,
     x_uint8: torch.Tensor,
@@ -46,8 +40,8 @@ def compare(
         returned = real["exit"] >= 0
         right = returned & (real["pred"] == labels)
         reference = returned if reference is None else reference
-        more, more_se = paired(returned, reference)
-        gap, gap_se = paired(right, sim.sample_accuracy)
+        more, more_se = elastic.paired(returned, reference)
+        gap, gap_se = elastic.paired(right, sim.sample_accuracy)
         rows.append({
             "policy": name, "result returned (%)": 100 * float(returned.mean()), "more results (pp)": more,
             "more results se (pp)": more_se, "accuracy, real (%)": 100 * float(right.mean()),

@@ -80,8 +80,7 @@ class Choice:
 
 def paired_gain(a: elastic.SimResult, b: elastic.SimResult) -> tuple[float, float]:
     """``a``'s accuracy gain over ``b`` on the same samples and preemption draws, and its standard error (pp)."""
-    d = a.sample_accuracy - b.sample_accuracy
-    return 100 * float(d.mean()), 100 * float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return elastic.paired(a.sample_accuracy, b.sample_accuracy)
 
 
 def choose(
