@@ -115,14 +115,9 @@ with np.load(REPO / "artifacts/cpu/msdnet21-cifar10/profile.npz") as f:
     tc, tb = f["et_tc"].mean(0), f["et_tb"].mean(0)
 cs, _ = predictor.train_predictor(conf[::2], epochs=1, seed=0, progress=False)
 fit, scored = (conf[::2], correct[::2]), (conf[1::2], correct[1::2])
-choice = robust.choose(tc, tb, *fit, cs, runs=2)
-tables = [
-    choice.held_out,
-    robust.decompose(tc, tb, fit, scored, cs, runs=2),
-    robust.compare_predictors(tc, tb, fit, scored, {"today": cs}, runs=2),
-    robust.spread_sweep(tc, tb, scored, np.ones(tc.size, dtype=bool), (0.1,), runs=2),
-]
-add(choice.weight, [t.to_dict("split") for t in tables])
+choice = robust.choose(tc, tb, *fit, cs, runs=2)  # a paired gain and its standard error per candidate weight
+sweep = robust.spread_sweep(tc, tb, scored, np.ones(tc.size, dtype=bool), (0.1,), runs=2)
+add(choice.weight, choice.held_out.to_dict("split"), sweep.to_dict("split"))
 """,
     ),
     **{
