@@ -238,6 +238,22 @@ def test_a_missing_table_makes_its_claims_untestable_with_a_reason(tmp_path):
     assert row.verdict == UNTESTABLE and "A-fig9-three-exits was not made" in row.diagnosis
 
 
+@pytest.mark.parametrize(
+    ("why", "expected"), [("the codec's network fits less well", "fits less well"), ("", "trained")]
+)
+def test_a_failing_fig10_test_s_own_reason_replaces_the_backbone_s_training(tmp_path, why, expected):
+    def edit(folder):
+        path = folder / "A-fig10-bandwidth.csv"
+        df = pd.read_csv(path)
+        codec = df.claim.str.startswith("compression costs")
+        df.loc[codec, "holds"], df.loc[codec, "why"] = False, why
+        df.to_csv(path, index=False)
+
+    row = claims.evaluate(_copy(tmp_path, edit), claims.CLAIMS).set_index("id").loc["A-fig10-codec"]
+    assert row.verdict == NOT_SUPPORTED and expected in row.diagnosis
+    assert ("trained" in row.diagnosis) == (not why)
+
+
 PAPERS = pipeline.ROOT.parent / "shared" / "papers"
 NUMBER = re.compile(r"(?<![\w.§])\d+(?:\.\d+)?\s?%|(?<![\w.§])\d+\.\d+(?![\w.])")
 

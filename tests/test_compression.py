@@ -88,3 +88,17 @@ def test_the_compression_stage_trains_steps_2_and_3_and_keeps_the_early_exits(lo
     )
     again = compression.compress_and_profile("vgg16bn", "cifar100", "cpu", tmp_path, progress=False, **tiny)
     assert again.manifest["created"] == out.manifest["created"]
+
+
+def _manifests(backbone: float, step2: list[float], step3: float) -> tuple[dict, dict]:
+    """A training and a compression manifest whose histories end at these training losses."""
+    trained = {"history": [{"loss": 2.0}, {"loss": backbone}]}
+    recipe = {"step2": {"epochs": len(step2), "lr": 0.01}, "step3": {"epochs": 1, "lr": 0.001}}
+    return trained, {"params": recipe, "history": [{"loss": v} for v in [*step2, step3]]}
+
+
+def test_the_codec_fit_compares_each_step_s_last_loss_with_the_backbone_s():
+    why = compression.codec_fit(*_manifests(0.70, [1.4, 0.9, 0.84], 0.78))
+    assert "0.840 after step 2 (3 epochs from lr 0.01) and 0.780 after step 3 (1 epoch from lr 0.001)" in why
+    assert "against the backbone's 0.700" in why and "step 2's loss fell 0.060 in its last epoch" in why
+    assert compression.codec_fit(*_manifests(0.70, [1.4, 0.69], 0.68)) == ""  # both steps fit as well: no reason

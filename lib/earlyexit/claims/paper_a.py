@@ -216,7 +216,9 @@ def _fig9(t: Tables) -> Result:
 
 
 def _fig10(*prefixes: str):
-    """The verdict of notebook 19's own tests of Fig. 10 (rows of its table starting with ``prefixes``)."""
+    """The verdict of notebook 19's own tests of Fig. 10 (rows of its table starting with ``prefixes``), and why not:
+    the reason a failing test measured itself (its ``why`` column, such as the codec's fit), else the backbone's
+    training."""
 
     def measure(t: Tables) -> Result:
         df = t["A-fig10-bandwidth"]
@@ -224,10 +226,11 @@ def _fig10(*prefixes: str):
         holds = rows.holds.astype(str) == "True"
         verdict = by_share(int(holds.sum()), len(rows))
         ours = listing(f"{c}: {o}" for c, o in zip(rows.claim, rows.ours)) if len(rows) > 1 else rows.ours.iloc[0]
+        measured = diagnoses(*rows.why.fillna(""))
         # the figure's premise (the last exit the most accurate) is reported even where the test passes
         diagnosis = diagnoses(
             why.degenerate(t, "vgg16bn", "cifar100"),
-            "" if verdict == SUPPORTED else why.training(t, "vgg16bn", "cifar100"),
+            measured or ("" if verdict == SUPPORTED else why.training(t, "vgg16bn", "cifar100")),
         )
         return Result(ours, verdict, diagnosis)
 

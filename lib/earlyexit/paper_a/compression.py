@@ -317,6 +317,35 @@ def load_compressed(
     return artifacts.read(run_dir(artifact_root, profile, model_name, dataset), params)
 
 
+def codec_fit(trained: dict, compressed: dict) -> str:
+    """Why the codec costs accuracy (§V-C), read from the histories in two manifests: the training loss (Eq. (5),
+    every exit) at the last epoch of the backbone and of §IV's steps 2 and 3, and how much step 2's loss still fell
+    in its last epoch.
+
+    The early exits are frozen in both steps, so a step that ends above the backbone's loss left the network less
+    well fit to its training data than the backbone was. A loss still falling says that longer training of the steps
+    may recover it; a longer step 2 tells that apart from the floor that the bottleneck's information loss sets.
+    Returns "" when both steps end at or below the backbone's loss.
+    """
+    before = trained["history"][-1]["loss"]
+    step2 = compressed["params"]["step2"]["epochs"]
+    losses = [entry["loss"] for entry in compressed["history"]]
+    ends = {"step2": losses[step2 - 1], "step3": losses[-1]}
+    if max(ends.values()) <= before:
+        return ""
+    recipes = {step: compressed["params"][step] for step in ends}
+    steps = [
+        f"{loss:.3f} after step {step[-1]} ({recipes[step]['epochs']} epoch"
+        f"{'s' if recipes[step]['epochs'] != 1 else ''} from lr {recipes[step]['lr']:g})"
+        for step, loss in ends.items()
+    ]
+    falling = f"; step 2's loss fell {losses[step2 - 2] - losses[step2 - 1]:.3f} in its last epoch" if step2 > 1 else ""
+    return (
+        f"the codec's network fits its training data less well than the backbone: training loss (Eq. 5) "
+        f"{' and '.join(steps)}, against the backbone's {before:.3f} at its last epoch{falling}"
+    )
+
+
 #: The feature-compression stage (:class:`earlyexit.engine.stage.Stage`): one job per ``[model, dataset]``.
 STAGE = Stage(
     kind="compress",
