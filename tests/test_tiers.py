@@ -81,3 +81,61 @@ def test_a_tier_job_runs_the_pipelines_training_notebook_with_its_recipe():
     assert (job.stage, job.kind, job.notebook) == (shipped.stage, shipped.kind, shipped.notebook)
     params = pipeline.injected(job.notebook, job.params)
     assert params["overrides"] == standing.job["overrides"] and params["model"] == "vgg16bn"
+
+
+ALEXNET = 'model = "alexnet", dataset = "cifar10", recipe = { epochs = 40, anneal_epochs = 36 }'
+
+
+def _part_way(tmp_path, root, epochs: int):
+    """The plan of one job with a checkpoint of its recipe and code holding ``epochs`` epochs in ``root``."""
+    path = _plan(tmp_path, ALEXNET)
+    [standing] = tiers.plan(root, path)
+    checkpoint = root / "cpu" / "alexnet-cifar10" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": tiers.planned(standing.job), "code_sha256": tiers._code(standing.job)}
+    torch.save({**state, "history": [{"epoch": e + 1} for e in range(epochs)]}, checkpoint)
+    return path, standing.job, checkpoint
+
+
+def test_a_kept_checkpoint_outside_the_work_tree_counts_and_is_put_back_only_where_none_is(tmp_path, root, monkeypatch):
+    monkeypatch.setenv(tiers.KEEP_ENV, str(tmp_path / "keep"))
+    path, job, checkpoint = _part_way(tmp_path, root, 3)
+    assert tiers.restore(job, root) is None and tiers.keep(job, root) == tiers.kept(job)
+    assert tiers.kept(job) == tmp_path / "keep" / "cpu" / "alexnet-cifar10.pt"
+    assert tiers.kept(job).read_bytes() == checkpoint.read_bytes()
+    saved = checkpoint.read_bytes()
+    checkpoint.unlink()  # the next session's work tree, laid anew
+    [standing] = tiers.plan(root, path)
+    assert (standing.state, standing.detail) == (
+        "part-way",
+        f"3 of 40 epochs in its checkpoint (kept in {tmp_path / 'keep' / 'cpu'})",
+    )
+    assert tiers.restore(job, root) == checkpoint and checkpoint.read_bytes() == saved
+    torch.save({"config": {}, "history": []}, checkpoint)  # the work tree's own checkpoint wins
+    assert tiers.restore(job, root) is None and checkpoint.read_bytes() != saved
+    shutil.rmtree(root / "cpu" / "alexnet-cifar10")
+    assert tiers.keep(job, root) is None  # nothing to keep
+
+
+def test_a_run_the_budget_stops_keeps_its_checkpoint_and_a_finished_one_drops_the_kept_copy(
+    tmp_path, root, monkeypatch
+):
+    monkeypatch.setenv(tiers.KEEP_ENV, str(tmp_path / "keep"))
+    path, job, checkpoint = _part_way(tmp_path, root, 2)
+    monkeypatch.setattr(tiers, "ARTIFACTS", root)
+    monkeypatch.setattr(pipeline, "TIERS", path)
+
+    def stopped(job, profile):
+        raise pipeline.BudgetStopped("time budget spent after epoch 2 of 40")
+
+    monkeypatch.setattr(pipeline, "execute", stopped)
+    with pytest.raises(SystemExit) as exit_:
+        tiers.main(["--run", "next"])
+    assert exit_.value.code == pipeline.EXIT_BUDGET and tiers.kept(job).read_bytes() == checkpoint.read_bytes()
+    checkpoint.unlink()
+    ran, discarded = [], []
+    monkeypatch.setattr(pipeline, "execute", lambda job, profile: ran.append(checkpoint.is_file()))
+    monkeypatch.setattr(pipeline, "discard_checkpoints_on", lambda *on: discarded.append(on))
+    tiers.main(["--run", "next"])
+    assert ran == [True] and not tiers.kept(job).exists()  # resumed from the kept copy, which is then dropped
+    assert discarded == [("alexnet", "cifar10", "cpu")]

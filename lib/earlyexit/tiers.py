@@ -7,19 +7,28 @@ the planned epochs) or still to train (what is shipped instead). ``python -m ear
 notebook, resumes its checkpoint, and stops at an epoch boundary before the budget is spent; the same command
 continues it. The artifact it writes replaces the shipped one: give ``pipeline.toml``'s ``matrix.cpu`` line the
 recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds everything built on it.
+
+A job longer than one session keeps its checkpoint outside the work tree when the budget stops it (:func:`keep`,
+in ``$EARLYEXIT_KEEP`` or ``~/.cache/earlyexit/checkpoints``), since a machine kept for the next session gets its
+work tree laid anew; the next run puts it back (:func:`restore`) and the listing counts it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import pipeline
+from .core import files
 from .engine import artifacts, budget, provenance, train_bench, training
 
 PROFILE = "cpu"  # the plan is of the cpu profile (tiers.toml)
+KEEP_ENV = "EARLYEXIT_KEEP"  # where part-way checkpoints are kept between sessions (default: the user's cache)
+ARTIFACTS = pipeline.ROOT / "artifacts"  # where the jobs' artifacts and checkpoints are
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ def differences(recorded: dict, plan: dict) -> list[str]:
     return [f"{k} {recorded.get(k)!r} (plan {v!r})" for k, v in plan.items() if recorded.get(k) != v]
 
 
-def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> Standing:
+def standing(tier: int, job: dict, root: Path = ARTIFACTS) -> Standing:
     """Where ``job`` (of :func:`.engine.train_bench.read_tiers`, in tier ``tier``) stands in ``root``."""
     directory = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"])
     recipe = planned(job)
@@ -57,9 +66,11 @@ def standing(tier: int, job: dict, root: Path = pipeline.ROOT / "artifacts") -> 
         manifest = None
     if manifest is not None and not differences(manifest["params"], recipe):
         return Standing(tier, job, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
-    epochs, problem = _checkpoint(directory / "checkpoint.pt", job)
+    local = directory / "checkpoint.pt"
+    epochs, problem = _checkpoint(local if local.is_file() else kept(job), job)
     if epochs is not None:
-        return Standing(tier, job, "part-way", f"{epochs} of {recipe['epochs']} epochs in its checkpoint")
+        where = "" if local.is_file() else f" (kept in {kept(job).parent})"
+        return Standing(tier, job, "part-way", f"{epochs} of {recipe['epochs']} epochs in its checkpoint{where}")
     shipped = (
         "nothing shipped" if manifest is None else "shipped: " + ", ".join(differences(manifest["params"], recipe))
     )
@@ -85,7 +96,35 @@ def _code(job: dict) -> str:
     return provenance.code_fingerprint(training.stage_params(job["model"], job["dataset"], PROFILE, **job["overrides"]))
 
 
-def plan(root: Path = pipeline.ROOT / "artifacts", path: Path = pipeline.TIERS) -> list[Standing]:
+def kept(job: dict) -> Path:
+    """Where ``job``'s part-way checkpoint is kept between sessions (:data:`KEEP_ENV`, else the user's cache)."""
+    folder = os.environ.get(KEEP_ENV) or Path.home() / ".cache" / "earlyexit" / "checkpoints"
+    return Path(folder) / PROFILE / f"{job['model']}-{job['dataset']}.pt"
+
+
+def keep(job: dict, root: Path = ARTIFACTS) -> Path | None:
+    """Copy ``job``'s checkpoint in ``root`` to :func:`kept` (whole or not at all); returns the copy, or None
+    when there is no checkpoint."""
+    source = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"]) / "checkpoint.pt"
+    if not source.is_file():
+        return None
+    with files.atomic_path(kept(job)) as tmp:
+        shutil.copyfile(source, tmp)
+    return kept(job)
+
+
+def restore(job: dict, root: Path = ARTIFACTS) -> Path | None:
+    """Put ``job``'s kept checkpoint back in ``root`` when ``root`` has none; returns the restored file, or None
+    when nothing was restored. Whether training resumes it is :func:`.engine.training.train_and_profile`'s call."""
+    target = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"]) / "checkpoint.pt"
+    if target.is_file() or not kept(job).is_file():
+        return None
+    with files.atomic_path(target) as tmp:
+        shutil.copyfile(kept(job), tmp)
+    return target
+
+
+def plan(root: Path = ARTIFACTS, path: Path = pipeline.TIERS) -> list[Standing]:
     """Every job of the plan in ``path``, in order, with where it stands (:func:`standing`)."""
     tiers = train_bench.read_tiers(path)
     return [standing(number, job, root) for number, tier in enumerate(tiers, 1) for job in tier["jobs"]]
@@ -127,22 +166,26 @@ def main(argv: list[str] | None = None) -> None:
         "--budget", type=float, help="minutes; training stops at an epoch boundary before they are spent (exit 75)"
     )
     args = parser.parse_args(argv)
-    standings = plan()
+    standings = plan(ARTIFACTS, pipeline.TIERS)
     if args.run is None:
         print(table(standings))
         return
     if args.budget is not None:
         budget.set_minutes(args.budget)
     chosen = choose(standings, args.run)
+    if restore(chosen.job, ARTIFACTS):
+        print(f"{chosen.name}: resumes the checkpoint kept in {kept(chosen.job).parent}")
     print(f"tier {chosen.tier}: {chosen.name} ({chosen.state}: {chosen.detail}) ...", flush=True)
     try:
         pipeline.execute(training_job(chosen), PROFILE)
     except pipeline.BudgetStopped as err:
-        print(err)
+        copy = keep(chosen.job, ARTIFACTS)
+        print(err if copy is None else f"{err}\ncheckpoint kept in {copy.parent}: a later session resumes it")
         raise SystemExit(pipeline.EXIT_BUDGET) from None
     pipeline.discard_checkpoints_on(chosen.job["model"], chosen.job["dataset"], PROFILE)
+    kept(chosen.job).unlink(missing_ok=True)
     recipe = ", ".join(f"{k} = {v!r}" for k, v in chosen.job["overrides"].items())
-    print(f"{standing(chosen.tier, chosen.job).detail}; give pipeline.toml's matrix.cpu line {{{recipe}}}")
+    print(f"{standing(chosen.tier, chosen.job, ARTIFACTS).detail}; give pipeline.toml's matrix.cpu line {{{recipe}}}")
 
 
 if __name__ == "__main__":
