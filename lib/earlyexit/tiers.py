@@ -59,6 +59,7 @@ def differences(recorded: dict, plan: dict) -> list[str]:
 def standing(tier: int, job: dict, root: Path = ARTIFACTS) -> Standing:
     """Where ``job`` (of :func:`.engine.train_bench.read_tiers`, in tier ``tier``) stands in ``root``."""
     directory = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"])
+    local = _local(job, root)
     recipe = planned(job)
     try:
         manifest = artifacts.read_manifest(directory)
@@ -66,7 +67,6 @@ def standing(tier: int, job: dict, root: Path = ARTIFACTS) -> Standing:
         manifest = None
     if manifest is not None and not differences(manifest["params"], recipe):
         return Standing(tier, job, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
-    local = directory / "checkpoint.pt"
     epochs, problem = _checkpoint(local if local.is_file() else kept(job), job)
     if epochs is not None:
         where = "" if local.is_file() else f" (kept in {kept(job).parent})"
@@ -102,26 +102,28 @@ def kept(job: dict) -> Path:
     return Path(folder) / PROFILE / f"{job['model']}-{job['dataset']}.pt"
 
 
-def keep(job: dict, root: Path = ARTIFACTS) -> Path | None:
-    """Copy ``job``'s checkpoint in ``root`` to :func:`kept` (whole or not at all); returns the copy, or None
-    when there is no checkpoint."""
-    source = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"]) / "checkpoint.pt"
-    if not source.is_file():
-        return None
-    with files.atomic_path(kept(job)) as tmp:
+def _local(job: dict, root: Path) -> Path:
+    """``job``'s checkpoint in the work tree's ``root``."""
+    return artifacts.run_dir(root, PROFILE, job["model"], job["dataset"]) / "checkpoint.pt"
+
+
+def _copy(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target``, whole or not at all; returns ``target``."""
+    with files.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-    return kept(job)
+    return target
+
+
+def keep(job: dict, root: Path = ARTIFACTS) -> Path | None:
+    """Copy ``job``'s checkpoint in ``root`` to :func:`kept`; returns the copy, or None when there is none."""
+    return _copy(_local(job, root), kept(job)) if _local(job, root).is_file() else None
 
 
 def restore(job: dict, root: Path = ARTIFACTS) -> Path | None:
     """Put ``job``'s kept checkpoint back in ``root`` when ``root`` has none; returns the restored file, or None
     when nothing was restored. Whether training resumes it is :func:`.engine.training.train_and_profile`'s call."""
-    target = artifacts.run_dir(root, PROFILE, job["model"], job["dataset"]) / "checkpoint.pt"
-    if target.is_file() or not kept(job).is_file():
-        return None
-    with files.atomic_path(target) as tmp:
-        shutil.copyfile(kept(job), tmp)
-    return target
+    target = _local(job, root)
+    return None if target.is_file() or not kept(job).is_file() else _copy(kept(job), target)
 
 
 def plan(root: Path = ARTIFACTS, path: Path = pipeline.TIERS) -> list[Standing]:
