@@ -116,7 +116,8 @@ def _copy(source: Path, target: Path) -> Path:
 
 def keep(job: dict, root: Path = ARTIFACTS) -> Path | None:
     """Copy ``job``'s checkpoint in ``root`` to :func:`kept`; returns the copy, or None when there is none."""
-    return _copy(_local(job, root), kept(job)) if _local(job, root).is_file() else None
+    local = _local(job, root)
+    return _copy(local, kept(job)) if local.is_file() else None
 
 
 def restore(job: dict, root: Path = ARTIFACTS) -> Path | None:
