@@ -98,6 +98,10 @@ def _fig8_static(t: Tables) -> Result:
     )
 
 
+#: Marks a pair's number in "ours" that the verdict leaves out because the pair was not trained alike.
+NOT_COUNTED = " (trained differently: not counted)"
+
+
 def _like_for_like(t: Tables, models: tuple[str, str], dataset: str) -> str:
     """Why the pair of Paper B display names ``models`` on ``dataset`` is not a fair comparison ("" if it is)."""
     return why.unequal_training(t, tuple(why.B_MODELS.get(m, m) for m in models), dataset)
@@ -109,8 +113,9 @@ def _fig8_branches(t: Tables) -> Result:
     for dataset in df.index.get_level_values(0).unique():
         if (dataset, "FlexVGG-16") in df.index and (dataset, "VGG-16") in df.index:
             gain = df[dataset, "VGG-16"] - df[dataset, "FlexVGG-16"]
-            parts.append(f"{why.DATASETS[dataset]} {gain:+.2f} pp")
-            if reason := _like_for_like(t, ("FlexVGG-16", "VGG-16"), dataset):
+            reason = _like_for_like(t, ("FlexVGG-16", "VGG-16"), dataset)
+            parts.append(f"{why.DATASETS[dataset]} {gain:+.2f} pp" + (NOT_COUNTED if reason else ""))
+            if reason:
                 unequal.append(reason)
                 continue
             level = max(_spread(t, m, dataset, "EINet hybrid") for m in ("FlexVGG-16", "VGG-16"))
@@ -232,7 +237,10 @@ def _fig10_finer(t: Tables) -> Result:
     unequal = [_like_for_like(t, p, "cifar100") for p in pairs]
     levels = [max(_spread(t, m, "cifar100", "EINet hybrid") for m in p) for p in pairs]
     hits = sum(g > lv for g, lv, u in zip(gains, levels, unequal) if not u)
-    ours = listing(f"{fine} over {coarse} {g:+.2f} pp" for (coarse, fine), g in zip(pairs, gains))
+    ours = listing(
+        f"{fine} over {coarse} {g:+.2f} pp" + (NOT_COUNTED if u else "")
+        for (coarse, fine), g, u in zip(pairs, gains, unequal)
+    )
     fair = sum(not u for u in unequal)
     return Result(
         ours, by_share(hits, fair), diagnoses(*unequal, _training(t, [(m, "cifar100") for p in pairs for m in p]))
