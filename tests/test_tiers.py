@@ -1,9 +1,13 @@
 """Issue 35's plan as a list of where each job stands, and the training job it runs (earlyexit.tiers)."""
 
+import io
+import os
 import shutil
+import time
 
 import pytest
 import torch
+from tqdm import tqdm
 
 from earlyexit import pipeline, tiers
 
@@ -139,3 +143,45 @@ def test_a_run_the_budget_stops_keeps_its_checkpoint_and_a_finished_one_drops_th
     tiers.main(["--run", "next"])
     assert ran == [True] and not tiers.kept(job).exists()  # resumed from the kept copy, which is then dropped
     assert discarded == [("alexnet", "cifar10", "cpu")]
+
+
+def _epochs(checkpoint, epochs: int) -> None:
+    """Rewrite ``checkpoint`` to hold ``epochs`` epochs, each with every exit's test accuracy, atomically as a run
+    does."""
+    state = torch.load(checkpoint, weights_only=True)
+    history = [{"epoch": e + 1, "test_accuracy": [40.0, 50.0 + e]} for e in range(epochs)]
+    torch.save({**state, "history": history}, checkpoint.with_suffix(".tmp"))
+    checkpoint.with_suffix(".tmp").replace(checkpoint)
+
+
+def test_a_run_is_followed_as_a_bar_over_its_epochs_and_each_new_epoch_is_kept(tmp_path, root, monkeypatch):
+    monkeypatch.setenv(tiers.KEEP_ENV, str(tmp_path / "keep"))
+    _, job, checkpoint = _part_way(tmp_path, root, 2)
+    _epochs(checkpoint, 2)
+    out = io.StringIO()
+    bar = tqdm(total=40, file=out)
+    seen = tiers.advance(bar, job, root, None)
+    assert bar.n == 2 and "last exit 51.0 %" in out.getvalue()
+    assert tiers.kept(job).read_bytes() == checkpoint.read_bytes()
+    tiers.kept(job).unlink()
+    assert tiers.advance(bar, job, root, seen) == seen and not tiers.kept(job).exists()  # nothing new: not read
+    _epochs(checkpoint, 3)
+    os.utime(checkpoint, ns=(seen + 10**9, seen + 10**9))
+    assert tiers.advance(bar, job, root, seen) == seen + 10**9 and bar.n == 3 and "last exit 52.0 %" in out.getvalue()
+    assert tiers.kept(job).read_bytes() == checkpoint.read_bytes()
+
+
+def test_the_bar_polls_while_the_run_trains_and_shows_where_it_ended(tmp_path, root, monkeypatch, capsys):
+    monkeypatch.setenv(tiers.KEEP_ENV, str(tmp_path / "keep"))
+    _, job, checkpoint = _part_way(tmp_path, root, 2)
+    monkeypatch.setattr(tiers, "POLL_SECONDS", 0.01)
+    with tiers.following(job, root):
+        _epochs(checkpoint, 3)
+        for _ in range(1000):  # the watcher keeps the new epoch within a few polls
+            if tiers.kept(job).is_file() and len(torch.load(tiers.kept(job), weights_only=True)["history"]) == 3:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the watcher never kept the third epoch")
+        _epochs(checkpoint, 4)  # however late the run writes its last epoch, the bar ends on it
+    assert "4/40" in capsys.readouterr().err and len(torch.load(tiers.kept(job), weights_only=True)["history"]) == 4

@@ -10,7 +10,9 @@ recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds everything 
 
 A job longer than one session keeps its checkpoint outside the work tree when the budget stops it (:func:`keep`,
 in ``$EARLYEXIT_KEEP`` or ``~/.cache/earlyexit/checkpoints``), since a machine kept for the next session gets its
-work tree laid anew; the next run puts it back (:func:`restore`) and the listing counts it.
+work tree laid anew; the next run puts it back (:func:`restore`) and the listing counts it. While it trains,
+:func:`following` shows its epochs as a progress bar and keeps each new one the same way, so a session that
+ends mid-run loses at most the epoch under way.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ import argparse
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from . import pipeline
 from .core import files
@@ -29,6 +36,7 @@ from .engine import artifacts, budget, provenance, train_bench, training
 PROFILE = "cpu"  # the plan is of the cpu profile (tiers.toml)
 KEEP_ENV = "EARLYEXIT_KEEP"  # where part-way checkpoints are kept between sessions (default: the user's cache)
 ARTIFACTS = pipeline.ROOT / "artifacts"  # where the jobs' artifacts and checkpoints are
+POLL_SECONDS = 20.0  # how often a run's checkpoint is looked at for a new epoch (:func:`following`)
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,49 @@ def restore(job: dict, root: Path = ARTIFACTS) -> Path | None:
     return None if target.is_file() or not kept(job).is_file() else _copy(kept(job), target)
 
 
+def advance(bar: tqdm, job: dict, root: Path, seen: int | None) -> int | None:
+    """Bring ``bar`` to the epochs of ``job``'s checkpoint in ``root``, with its last exit's test accuracy, and
+    keep it (:func:`keep`), when the checkpoint was rewritten since ``seen`` (its mtime in ns); returns the mtime
+    it saw."""
+    local = _local(job, root)
+    stamp = local.stat().st_mtime_ns if local.is_file() else None
+    state = None if stamp in (None, seen) else pipeline.read_checkpoint(local)[0]
+    if state is None:
+        return seen
+    history = state["history"]
+    bar.n = len(history)
+    if history and "test_accuracy" in history[-1]:
+        bar.set_postfix_str(f"last exit {history[-1]['test_accuracy'][-1]:.1f} %", refresh=False)
+    bar.refresh()
+    keep(job, root)
+    return stamp
+
+
+def _poll(bar: tqdm, job: dict, root: Path, stop: threading.Event) -> None:
+    """:func:`advance` ``bar`` every :data:`POLL_SECONDS` until ``stop`` is set."""
+    seen = None
+    while not stop.wait(POLL_SECONDS):
+        seen = advance(bar, job, root, seen)
+
+
+@contextmanager
+def following(job: dict, root: Path = ARTIFACTS) -> Iterator[None]:
+    """While the body trains ``job``, show a progress bar over its planned epochs, polled from its checkpoint
+    (:func:`advance`): the training runs in a papermill kernel, whose own bar the terminal never shows."""
+    stop, (done, _) = threading.Event(), _checkpoint(_local(job, root), job)  # rate: this run's epochs only
+    with tqdm(
+        total=planned(job)["epochs"], initial=done or 0, unit="epoch", desc=f"{job['model']}/{job['dataset']}"
+    ) as bar:
+        watcher = threading.Thread(target=_poll, args=(bar, job, root, stop), daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+            advance(bar, job, root, None)
+
+
 def plan(root: Path = ARTIFACTS, path: Path = pipeline.TIERS) -> list[Standing]:
     """Every job of the plan in ``path``, in order, with where it stands (:func:`standing`)."""
     tiers = train_bench.read_tiers(path)
@@ -180,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{chosen.name}: resumes the checkpoint kept in {kept(chosen.job).parent}")
     print(f"tier {chosen.tier}: {chosen.name} ({chosen.state}: {chosen.detail}) ...", flush=True)
     try:
-        pipeline.execute(training_job(chosen), PROFILE)
+        with following(chosen.job, ARTIFACTS):
+            pipeline.execute(training_job(chosen), PROFILE)
     except pipeline.BudgetStopped as err:
         copy = keep(chosen.job, ARTIFACTS)
         print(err if copy is None else f"{err}\ncheckpoint kept in {copy.parent}: a later session resumes it")
