@@ -107,6 +107,8 @@ def test_a_kept_checkpoint_outside_the_work_tree_counts_and_is_put_back_only_whe
     assert tiers.restore(job, root) is None and tiers.keep(job, root) == tiers.kept(job)
     assert tiers.kept(job) == tmp_path / "keep" / "cpu" / "alexnet-cifar10.pt"
     assert tiers.kept(job).read_bytes() == checkpoint.read_bytes()
+    inode = tiers.kept(job).stat().st_ino
+    assert tiers.keep(job, root) == tiers.kept(job) and tiers.kept(job).stat().st_ino == inode  # current: not copied
     saved = checkpoint.read_bytes()
     checkpoint.unlink()  # the next session's work tree, laid anew
     [standing] = tiers.plan(root, path)

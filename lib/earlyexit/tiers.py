@@ -116,16 +116,27 @@ def _local(job: dict, root: Path) -> Path:
 
 
 def _copy(source: Path, target: Path) -> Path:
-    """Copy ``source`` to ``target``, whole or not at all; returns ``target``."""
+    """Copy ``source`` to ``target`` with its mtime, whole or not at all; returns ``target``."""
     with files.atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+        shutil.copy2(source, tmp)
     return target
 
 
+def _same(source: Path, target: Path) -> bool:
+    """Whether ``target`` is already a copy of ``source`` (:func:`_copy`): same size and mtime."""
+    if not target.is_file():
+        return False
+    a, b = source.stat(), target.stat()
+    return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+
+
 def keep(job: dict, root: Path = ARTIFACTS) -> Path | None:
-    """Copy ``job``'s checkpoint in ``root`` to :func:`kept`; returns the copy, or None when there is none."""
-    local = _local(job, root)
-    return _copy(local, kept(job)) if local.is_file() else None
+    """Copy ``job``'s checkpoint in ``root`` to :func:`kept`, unless the copy there is current; returns the copy,
+    or None when there is no checkpoint."""
+    local, target = _local(job, root), kept(job)
+    if not local.is_file():
+        return None
+    return target if _same(local, target) else _copy(local, target)
 
 
 def restore(job: dict, root: Path = ARTIFACTS) -> Path | None:
