@@ -71,6 +71,24 @@ def test_the_cpu_kind_names_the_model_and_its_bf16_instructions(tmp_path, monkey
     assert hardware.cpu_kind(hardware.cpu_info(path)) == f"{kind}-2core"
 
 
+@pytest.mark.parametrize("text", [XEON, XEON_WITHOUT_AMX, ZEN4, EPYC, GRAVITON])
+def test_the_cpu_kind_of_an_older_record_is_inferred_from_the_precision_auto_chose(tmp_path, monkeypatch, text):
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    cpu = hardware.cpu_info(path)
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hardware, "cpu_info", lambda: cpu)
+    record = hardware.machine_record(hardware.resolve_precision("auto", torch.device("cpu"), cpu))
+    assert hardware.recorded_kind(record, auto=True) == hardware.cpu_kind(cpu)  # recorded since this change
+    del record["kind"]
+    assert hardware.recorded_kind(record, auto=True) == hardware.cpu_kind(cpu)
+    intel = cpu.vendor == "GenuineIntel"
+    # a precision that was forced says nothing of Intel's AMX; a GPU run's CPU is not what trained it
+    assert hardware.recorded_kind(record, auto=False) == (None if intel else hardware.cpu_kind(cpu))
+    assert hardware.recorded_kind({**record, "precision": "bf16+fp32"}, auto=True) is None
+    assert hardware.recorded_kind({**record, "device": "cuda", "kind": "x"}, auto=True) is None
+
+
 def test_unreadable_cpu_description_means_no_native_bf16(tmp_path):
     cpu = hardware.cpu_info(tmp_path / "missing")
     assert not cpu.native_bf16 and cpu.model

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from earlyexit import pipeline
+from earlyexit.core import hardware
 from earlyexit.engine import artifacts, training
 from earlyexit.nets.models import PAPER_B
 
@@ -423,6 +424,24 @@ def test_ledger_lists_every_job_of_the_profile_with_its_record():
     assert "| 67.93 (EINet, B Table II) |" in msdnet
     pruned = next(line for line in ledger if line.startswith("| resnet44, 10 % of on-device filters pruned"))
     assert "A Table I" not in pruned  # a backbone's accuracy is not the pruned network's
+
+
+def test_a_run_s_epoch_is_read_from_its_manifest_on_the_kind_it_trained_on(monkeypatch):
+    times = pipeline.epoch_times("cpu").set_index(["model", "dataset"])
+    assert len(times) == len(pipeline.matrix("cpu"))  # every shipped run trained on one CPU kind the record tells
+    manifest = pipeline.load_artifact("cpu", "vgg16bn", "cifar100").manifest
+    row = times.loc[("vgg16bn", "cifar100")]
+    assert row.train_s == np.median([h["seconds"] for h in manifest["history"]]) and row.epochs == manifest["epochs"]
+    assert row.curve_s == np.median([h["observe_seconds"] for h in manifest["history"]])
+    assert row.kind == hardware.recorded_kind(manifest["machine"], auto=True) and row.kind.startswith("amd-epyc")
+    read = pipeline.artifacts.read_manifest
+
+    def on_two_kinds(directory):
+        manifest = read(directory)
+        return {**manifest, "machine": {**manifest["machine"], "precision": "bf16+fp32"}}
+
+    monkeypatch.setattr(pipeline.artifacts, "read_manifest", on_two_kinds)
+    assert pipeline.epoch_times("cpu").empty  # an epoch of one kind is not an epoch of the other
 
 
 def test_ledger_applies_the_stopping_rule_to_a_training_run_against_its_tier_target(monkeypatch):

@@ -148,3 +148,35 @@ def test_a_job_on_the_host_loop_is_priced_with_its_learning_curve():
     assert cpu.train_min == pytest.approx(3 * 50_000 / 500 / 60)
     assert cpu.observe_min == pytest.approx(3 * 10_000 / 1000 / 60) and paper.observe_min == 0
     assert cpu.total_h * 60 == pytest.approx(cpu.train_min + cpu.observe_min + cpu.predict_min)
+
+
+def _times(*runs: tuple) -> pd.DataFrame:
+    columns = ["model", "dataset", "kind", "precision", "epochs", "train_s", "curve_s"]
+    return pd.DataFrame([dict(zip(columns, run)) for run in runs], columns=columns)
+
+
+def test_a_shipped_epoch_is_set_beside_the_benchmark_of_the_kind_it_trained_on():
+    rates = {
+        "amd-epyc-avx512bf16-2core": pd.DataFrame(
+            [
+                {"model": "alexnet", "precision": "bf16", "train_img_s": 500.0, "predict_img_s": 1000.0},
+                {"model": "alexnet", "precision": "fp32", "train_img_s": 250.0, "predict_img_s": 1000.0},
+            ]
+        )
+    }
+    times = _times(
+        ("alexnet", "cifar10", "amd-epyc-avx512bf16-2core", "bf16", 40, 120.0, 12.0),  # 100 s predicted
+        ("alexnet", "mnist", "amd-epyc-avx512bf16-2core", "fp32", 8, 180.0, float("nan")),  # 240 s predicted
+        ("alexnet", "cifar10", "intel-xeon-amx-2core", "bf16", 40, 60.0, 6.0),  # a kind not timed
+        ("vgg16bn", "cifar10", "amd-epyc-avx512bf16-2core", "bf16", 40, 60.0, 6.0),  # a model not timed
+    )
+    check = train_bench.epoch_check(times, rates)
+    assert list(check.dataset) == ["cifar10", "mnist"] and list(check.precision) == ["bf16", "fp32"]
+    assert check.predicted_min.tolist() == pytest.approx([100 / 60, 240 / 60])
+    assert check.ratio.tolist() == pytest.approx([1.2, 0.75])
+    assert check.curve_predicted_min.tolist() == pytest.approx([10 / 60, 10 / 60])
+    text = train_bench.epoch_check_markdown(check)
+    assert "| alexnet | cifar10 | amd-epyc-avx512bf16-2core | bf16 | 40 | 2.0 | 1.7 | 1.20x | 0.2 | 0.2 |" in text
+    assert "| 0.75x |  | 0.2 |" in text  # no learning curve recorded: its cell is empty
+    assert "amd-epyc-avx512bf16-2core: median 0.97x over 2 runs (range 0.75x-1.20x)" in text
+    assert "nothing to compare" in train_bench.epoch_check_markdown(train_bench.epoch_check(times[2:], rates))

@@ -916,19 +916,7 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     targets = train_bench.tier_targets(train_bench.read_tiers(TIERS))
-    runs = [
-        (
-            job.get("model") or f"msdnet-{job['variant']}",
-            job["dataset"],
-            stage.label(job),
-            stage.directory(ROOT / "artifacts", profile, job),
-            stage.kind == "train",
-        )
-        for stage in STAGES.values()
-        if stage.kind in kinds
-        for job in entries(stage.kind, profile)
-    ]
-    for model, dataset, label, directory, trained in runs:
+    for model, dataset, label, directory, trained in _runs(profile, kinds):
         try:
             m = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
@@ -946,6 +934,53 @@ def ledger_table(profile: str, kinds: tuple[str, ...] = tuple(STAGES)) -> str:
             f"{_machine_label(m)} | {artifacts.trained_precision(m)} | {accuracy} | {_paper_accuracy(model, dataset) if trained else ''} | {rule} |"
         )
     return "\n".join(rows)
+
+
+def _runs(profile: str, kinds: tuple[str, ...]) -> list[tuple[str, str, str, Path, bool]]:
+    """Every job of ``profile``'s stages of ``kinds``: model, dataset, label, artifact folder, whether it trains
+    a network from scratch."""
+    return [
+        (
+            job.get("model") or f"msdnet-{job['variant']}",
+            job["dataset"],
+            stage.label(job),
+            stage.directory(ROOT / "artifacts", profile, job),
+            stage.kind == "train",
+        )
+        for stage in STAGES.values()
+        if stage.kind in kinds
+        for job in entries(stage.kind, profile)
+    ]
+
+
+def epoch_times(profile: str) -> pd.DataFrame:
+    """What an epoch of every finished training run of ``profile`` took, from its manifest: model, dataset, the
+    CPU kind it trained on (:func:`hardware.recorded_kind`; runs on a GPU, on two kinds or on a kind the record
+    cannot tell are left out), precision, epochs, and the median seconds of an epoch's training (``train_s``)
+    and of its learning curve's prediction of the test split (``curve_s``, NaN where none was recorded)."""
+    rows = []
+    for model, dataset, _, directory, _ in _runs(profile, ("train",)):
+        try:
+            m = artifacts.read_manifest(directory)
+        except artifacts.ArtifactError:
+            continue
+        history, precision = m.get("history", []), artifacts.trained_precision(m)
+        kind = hardware.recorded_kind(m.get("machine", {}), _asked_precision(m["params"]) == "auto")
+        if kind is None or precision not in ("bf16", "fp32") or not all("seconds" in h for h in history):
+            continue
+        curve = [h["observe_seconds"] for h in history if "observe_seconds" in h]
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "kind": kind,
+                "precision": precision,
+                "epochs": len(history),
+                "train_s": float(np.median([h["seconds"] for h in history])),
+                "curve_s": float(np.median(curve)) if len(curve) == len(history) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "dataset", "kind", "precision", "epochs", "train_s", "curve_s"])
 
 
 def _paper_accuracy(model: str, dataset: str) -> str:

@@ -25,16 +25,22 @@ RESULTS = pipeline.ROOT / "benchmarks" / "results"
 
 def throughput(profile: str) -> str:
     """Every saved training benchmark (``benchmarks/results/training-*.txt``, one per machine kind) as tables,
-    the hours each tier of ``tiers.toml`` costs on each kind, then the recipe studies' summaries
-    (``benchmarks/results/recipe-*.txt``); they do not depend on ``profile``."""
+    the hours each tier of ``tiers.toml`` costs on each kind, the benchmark's epoch beside what ``profile``'s
+    shipped runs measured on the kinds it timed, then the recipe studies' summaries
+    (``benchmarks/results/recipe-*.txt``)."""
     saved = sorted(RESULTS.glob("training-*.txt"))
-    tiers = train_bench.tier_markdown(train_bench.read_tiers(pipeline.TIERS), train_bench.rates_by_kind(saved))
+    rates_by_kind = train_bench.rates_by_kind(saved)
+    tiers = train_bench.tier_markdown(train_bench.read_tiers(pipeline.TIERS), rates_by_kind)
+    check = train_bench.epoch_check_markdown(train_bench.epoch_check(pipeline.epoch_times(profile), rates_by_kind))
     rates = "\n\n".join(train_bench.rates_markdown(path) for path in saved)
     studies = "".join(
         f"\n\n**{path.name}** (`benchmarks/bench_recipe.py`):\n\n```text\n{path.read_text().strip()}\n```"
         for path in sorted(RESULTS.glob("recipe-*.txt"))
     )
-    return f"{rates}\n\n**Hours per tier of `tiers.toml`** (wall time on the 2-core machine):\n\n{tiers}{studies}"
+    return (
+        f"{rates}\n\n**Hours per tier of `tiers.toml`** (wall time on the 2-core machine):\n\n{tiers}"
+        f"\n\n**The benchmark against the shipped runs** (an epoch, measured and predicted):\n\n{check}{studies}"
+    )
 
 
 #: Book pages with a generated table: page -> the function writing it and the profile it is written for.

@@ -85,11 +85,17 @@ def device() -> torch.device:
 
 
 @bookkeeping
+def _kind(model: str, isa: str, cores: int | None) -> str:
+    """A CPU kind slug from its model name, its bf16 instructions and its cores (:func:`cpu_kind`)."""
+    name = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", model.lower())).strip("-")
+    return "-".join(p for p in (name, isa, f"{cores}core") if p)
+
+
+@bookkeeping
 def cpu_kind(cpu: CPU | None = None) -> str:
     """A slug of this machine's CPU kind, as benchmark results are named and figure runs record it
     (``amd-epyc-avx512bf16-2core``): the model name, the bf16 instructions it has, the cores."""
     cpu = cpu or cpu_info()
-    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.model.lower())
     isa = ""
     if "amx_bf16" in cpu.flags:
         isa = "amx"
@@ -97,8 +103,27 @@ def cpu_kind(cpu: CPU | None = None) -> str:
         isa = "avx512bf16" + ("-no-amx" if cpu.vendor == "GenuineIntel" else "")
     elif "bf16" in cpu.flags:
         isa = "bf16"
-    parts = (re.sub(r"[^a-z0-9]+", "-", name).strip("-"), isa, f"{os.cpu_count()}core")
-    return "-".join(p for p in parts if p)
+    return _kind(cpu.model, isa, os.cpu_count())
+
+
+@bookkeeping
+def recorded_kind(machine: dict, auto: bool) -> str | None:
+    """The :func:`cpu_kind` an artifact's machine record (:func:`machine_record`) was made on: recorded, else
+    inferred from its model name, cores, ``native_bf16`` and the precision it trained in, which ``auto`` (the
+    run asked for ``"auto"``) chose: on Intel bf16 means AMX and fp32 AVX512_BF16 without it; AMD's native bf16
+    is AVX512_BF16, any other's the ``bf16`` flag. None for a GPU run and where the record cannot tell."""
+    if machine.get("device") != "cpu" or "kind" in machine:
+        return machine.get("kind") if machine.get("device") == "cpu" else None
+    native, precision, model = machine.get("native_bf16"), machine.get("precision"), machine.get("cpu", "")
+    intel = "intel" in model.lower()
+    if native is None or "cores" not in machine or precision not in ("bf16", "fp32") or (native and intel and not auto):
+        return None
+    isa = ""
+    if native and intel:
+        isa = "amx" if precision == "bf16" else "avx512bf16-no-amx"
+    elif native:
+        isa = "avx512bf16" if "amd" in model.lower() else "bf16"
+    return _kind(model, isa, machine["cores"])
 
 
 def fast_bf16_kind(kind: str) -> bool:
@@ -121,6 +146,7 @@ def machine_record(precision: str | None = None) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": dev.type,
+        "kind": cpu_kind(cpu),
     }
     if dev.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(dev)

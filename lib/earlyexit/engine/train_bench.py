@@ -393,3 +393,54 @@ def tier_markdown(tiers: list[dict], rates: dict[str, pd.DataFrame]) -> str:
     jobs = sum(len(tier["jobs"]) for tier in tiers)
     rows.append("| all | **every tier** | | | | " + " | ".join(_total(e, jobs) for e in everything) + " |")
     return "\n".join(rows)
+
+
+def epoch_check(times: pd.DataFrame, rates: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The benchmark's prediction of an epoch beside what shipped runs measured: ``times`` (one row per run:
+    model, dataset, kind, precision, epochs, train_s, curve_s, as :func:`.pipeline.epoch_times` reads them from
+    manifests) joined with the rates saved for its CPU kind (:func:`rates_by_kind`), in minutes per epoch of
+    training (``train_min`` measured, ``predicted_min`` as :func:`job_plan` prices it) and of the learning curve
+    (``curve_min``, ``curve_predicted_min``), with ``ratio`` = measured / predicted training. Runs on a kind,
+    or of a model, the benchmark did not time are left out."""
+    rows = []
+    for run in times.itertuples(index=False):
+        table = rates.get(run.kind)
+        by = None if table is None else table.set_index(["model", "precision"])
+        if by is None or (run.model, run.precision) not in by.index:
+            continue
+        rate = by.loc[(run.model, run.precision)]
+        predicted = EPOCH_IMAGES[run.dataset] / rate["train_img_s"] / 60
+        rows.append(
+            {
+                **run._asdict(),
+                "train_min": run.train_s / 60,
+                "predicted_min": predicted,
+                "ratio": run.train_s / 60 / predicted,
+                "curve_min": run.curve_s / 60,
+                "curve_predicted_min": TEST_IMAGES[run.dataset] / rate["predict_img_s"] / 60,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def epoch_check_markdown(check: pd.DataFrame) -> str:
+    """:func:`epoch_check` as a Markdown table, then per CPU kind the median and range of measured / predicted."""
+    if check.empty:
+        return "No shipped run trained on a CPU kind the benchmark timed: nothing to compare."
+    rows = [
+        "| model | dataset | CPU kind | precision | epochs | training min/epoch | predicted | measured / predicted "
+        "| learning curve min/epoch | predicted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in check.itertuples(index=False):
+        curve = "" if np.isnan(r.curve_min) else f"{r.curve_min:.1f}"
+        rows.append(
+            f"| {r.model} | {r.dataset} | {r.kind} | {r.precision} | {r.epochs} | {r.train_min:.1f} | "
+            f"{r.predicted_min:.1f} | {r.ratio:.2f}x | {curve} | {r.curve_predicted_min:.1f} |"
+        )
+    summary = [
+        f"- {kind}: median {part.ratio.median():.2f}x over {len(part)} runs "
+        f"(range {part.ratio.min():.2f}x-{part.ratio.max():.2f}x)"
+        for kind, part in check.groupby("kind")
+    ]
+    return "\n".join(rows) + "\n\nMeasured / predicted training time per epoch, by CPU kind:\n\n" + "\n".join(summary)
