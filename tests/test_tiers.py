@@ -49,6 +49,10 @@ def test_a_checkpoint_of_the_planned_recipe_and_code_is_part_way_and_one_a_run_w
     torch.save({**state, "history": [{"epoch": 1}, {"epoch": 2}]}, checkpoint)
     [standing] = tiers.plan(root, _plan(tmp_path, job))
     assert (standing.state, standing.detail) == ("part-way", "2 of 40 epochs in its checkpoint")
+    paces = [{"epoch": 1, "seconds": 300.0, "observe_seconds": 60.0}, {"epoch": 2, "seconds": 420.0}, {"epoch": 3}]
+    torch.save({**state, "history": paces}, checkpoint)  # the median of 360 s and 420 s, over the 37 epochs left
+    [standing] = tiers.plan(root, _plan(tmp_path, job))
+    assert standing.detail == "3 of 40 epochs in its checkpoint; about 4.0 h left at their pace"
     torch.save({**state, "config": {**state["config"], "lr": 0.5}, "history": []}, checkpoint)
     [standing] = tiers.plan(root, _plan(tmp_path, job))
     assert standing.state == "to train" and standing.detail.endswith("(lr 0.5 (plan 0.1)): a run discards it")

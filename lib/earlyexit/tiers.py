@@ -1,12 +1,13 @@
 """Issue 35's plan of longer ``cpu`` training (``tiers.toml``): where each job stands, and training the next.
 
-``python -m earlyexit.tiers`` lists the plan's jobs in order, each trained to its planned recipe (with the
-stopping rule's verdict, :func:`.engine.train_bench.learning_verdict`), part-way (its checkpoint holds some of
-the planned epochs) or still to train (what is shipped instead). ``python -m earlyexit.tiers --run next --budget
-150`` trains the first job not trained to plan (``--run MODEL/DATASET`` names one) with the pipeline's training
-notebook, resumes its checkpoint, and stops at an epoch boundary before the budget is spent; the same command
-continues it. The artifact it writes replaces the shipped one: give ``pipeline.toml``'s ``matrix.cpu`` line the
-recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds everything built on it.
+``python -m earlyexit.tiers`` lists the plan's jobs in order, each trained to its planned recipe (with the stopping
+rule's verdict, :func:`.engine.train_bench.learning_verdict`), part-way (its checkpoint holds some of the planned
+epochs; the hours the rest would take at their pace) or still to train (what is shipped instead). ``python -m
+earlyexit.tiers --run next --budget 150`` trains the first job not trained to plan (``--run MODEL/DATASET`` names
+one) with the pipeline's training notebook, resumes its checkpoint, and stops at an epoch boundary before the
+budget is spent; the same command continues it. The artifact it writes replaces the shipped one: give
+``pipeline.toml``'s ``matrix.cpu`` line the recipe, then ``python -m earlyexit.pipeline --profile cpu`` rebuilds
+everything built on it.
 
 A job longer than one session keeps its checkpoint outside the work tree when the budget stops it (:func:`keep`,
 in ``$EARLYEXIT_KEEP`` or ``~/.cache/earlyexit/checkpoints``), since a machine kept for the next session gets its
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import pipeline
@@ -75,19 +77,31 @@ def standing(tier: int, job: dict, root: Path = ARTIFACTS) -> Standing:
         manifest = None
     if manifest is not None and not differences(manifest["params"], recipe):
         return Standing(tier, job, "trained", train_bench.learning_verdict(manifest["history"], job["target"]))
-    epochs, problem = _checkpoint(local if local.is_file() else kept(job), job)
-    if epochs is not None:
+    history, problem = _checkpoint(local if local.is_file() else kept(job), job)
+    if history is not None:
         where = "" if local.is_file() else f" (kept in {kept(job).parent})"
-        return Standing(tier, job, "part-way", f"{epochs} of {recipe['epochs']} epochs in its checkpoint{where}")
+        detail = (
+            f"{len(history)} of {recipe['epochs']} epochs in its checkpoint{where}{_left(history, recipe['epochs'])}"
+        )
+        return Standing(tier, job, "part-way", detail)
     shipped = (
         "nothing shipped" if manifest is None else "shipped: " + ", ".join(differences(manifest["params"], recipe))
     )
     return Standing(tier, job, "to train", shipped + (f"; its checkpoint {problem}" if problem else ""))
 
 
-def _checkpoint(path: Path, job: dict) -> tuple[int | None, str]:
-    """The epochs the checkpoint ``path`` of ``job`` holds, or None and why a run would not resume it ("" when
-    there is none)."""
+def _left(history: list[dict], epochs: int) -> str:
+    """The hours the rest of ``epochs`` would take at the median pace of the epochs in ``history`` (training and
+    learning curve), in words; "" where the history records no time."""
+    paces = [h["seconds"] + h.get("observe_seconds", 0.0) for h in history if "seconds" in h]
+    if not paces:
+        return ""
+    return f"; about {(epochs - len(history)) * float(np.median(paces)) / 3600:.1f} h left at their pace"
+
+
+def _checkpoint(path: Path, job: dict) -> tuple[list[dict] | None, str]:
+    """The epochs (history) the checkpoint ``path`` of ``job`` holds, or None and why a run would not resume it
+    ("" when there is none)."""
     state, problem = pipeline.read_checkpoint(path)
     if state is None:
         return None, problem
@@ -96,7 +110,7 @@ def _checkpoint(path: Path, job: dict) -> tuple[int | None, str]:
         other = ["the training code changed since it was written"]
     if other:  # the run discards it, saying what differs (engine.training.train_and_profile)
         return None, f"differs ({', '.join(other)}): a run discards it"
-    return len(state["history"]), ""
+    return state["history"], ""
 
 
 def _code(job: dict) -> str:
@@ -177,7 +191,7 @@ def following(job: dict, root: Path = ARTIFACTS) -> Iterator[None]:
     (:func:`advance`): the training runs in a papermill kernel, whose own bar the terminal never shows."""
     stop, (done, _) = threading.Event(), _checkpoint(_local(job, root), job)  # rate: this run's epochs only
     with tqdm(
-        total=planned(job)["epochs"], initial=done or 0, unit="epoch", desc=f"{job['model']}/{job['dataset']}"
+        total=planned(job)["epochs"], initial=len(done or []), unit="epoch", desc=f"{job['model']}/{job['dataset']}"
     ) as bar:
         watcher = threading.Thread(target=_poll, args=(bar, job, root, stop), daemon=True)
         watcher.start()
