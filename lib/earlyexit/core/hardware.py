@@ -112,8 +112,10 @@ def recorded_kind(machine: dict, auto: bool) -> str | None:
     inferred from its model name, cores, ``native_bf16`` and the precision it trained in, which ``auto`` (the
     run asked for ``"auto"``) chose: on Intel bf16 means AMX and fp32 AVX512_BF16 without it; AMD's native bf16
     is AVX512_BF16, any other's the ``bf16`` flag. None for a GPU run and where the record cannot tell."""
-    if machine.get("device") != "cpu" or "kind" in machine:
-        return machine.get("kind") if machine.get("device") == "cpu" else None
+    if machine.get("device") != "cpu":
+        return None
+    if "kind" in machine:
+        return machine["kind"]
     native, precision, model = machine.get("native_bf16"), machine.get("precision"), machine.get("cpu", "")
     intel = "intel" in model.lower()
     if native is None or "cores" not in machine or precision not in ("bf16", "fp32") or (native and intel and not auto):

@@ -402,10 +402,10 @@ def epoch_check(times: pd.DataFrame, rates: dict[str, pd.DataFrame]) -> pd.DataF
     training (``train_min`` measured, ``predicted_min`` as :func:`job_plan` prices it) and of the learning curve
     (``curve_min``, ``curve_predicted_min``), with ``ratio`` = measured / predicted training. Runs on a kind,
     or of a model, the benchmark did not time are left out."""
+    indexed = {kind: table.set_index(["model", "precision"]) for kind, table in rates.items()}
     rows = []
     for run in times.itertuples(index=False):
-        table = rates.get(run.kind)
-        by = None if table is None else table.set_index(["model", "precision"])
+        by = indexed.get(run.kind)
         if by is None or (run.model, run.precision) not in by.index:
             continue
         rate = by.loc[(run.model, run.precision)]
