@@ -564,3 +564,24 @@ def test_a_fingerprint_is_computed_once_per_process_for_the_same_roots_and_opaqu
     assert fp._MEMO[key][1] == first and calibration.__file__ in fp._MEMO[key][2]
     assert fp.fingerprint(calibration.fit_isotonic) == first
     assert fp.fingerprint(calibration.fit_isotonic, opaque=[calibration.fit_isotonic]) != first
+
+
+def test_fingerprints_on_threads_parse_one_at_a_time():
+    """CPython 3.11's parser breaks when threads parse at once, and ``pipeline --jobs`` fingerprints on threads: a
+    fingerprint computed while another thread parses waits for it, then gives the same value."""
+    import threading
+
+    from earlyexit.core import fingerprint as fp
+    from earlyexit.paper_b import calibration
+
+    expected = fp.fingerprint(calibration.fit_isotonic)
+    fp._MEMO.clear()
+    fp._parse.cache_clear()
+    got: list[str] = []
+    worker = threading.Thread(target=lambda: got.append(fp.fingerprint(calibration.fit_isotonic)))
+    with fp._PARSE_LOCK:
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive() and not got
+    worker.join(timeout=30)
+    assert got == [expected]

@@ -491,7 +491,7 @@ def _parsed_cells(path: Path) -> list[ast.Module]:
     cells = []
     for source in _code_cells(path):
         try:
-            cells.append(ast.parse(source))
+            cells.append(fingerprint.parse(source))
         except SyntaxError:
             cells.append(ast.Module([ast.Expr(ast.Constant(source))], []))
     return cells

@@ -51,6 +51,7 @@ import linecache
 import os
 import sys
 import textwrap
+import threading
 import time
 import types
 from collections import deque
@@ -95,6 +96,11 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _READ: list[set[str]] = []
 
 
+#: CPython 3.11's parser is not safe when threads parse at once ("AST constructor recursion depth mismatch"), and the
+#: pipeline's ``--jobs`` runs stages on threads: every parse here takes this lock.
+_PARSE_LOCK = threading.Lock()
+
+
 def _as_running(filename: str) -> str:
     """``filename``, refused if it is a source file of this package modified after this process started."""
     path = os.path.abspath(filename)
@@ -115,6 +121,13 @@ def bookkeeping(obj: _T) -> _T:
 
 
 bookkeeping(bookkeeping)
+
+
+@bookkeeping
+def parse(source: str) -> ast.Module:
+    """``ast.parse(source)``, one thread at a time (use it wherever the pipeline's threads may parse)."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
 
 
 @bookkeeping
@@ -590,7 +603,7 @@ class _Normaliser(ast.NodeTransformer):
 
 @functools.lru_cache(maxsize=512)
 def _parse(source: str, package: str) -> _ModuleInfo:
-    tree = ast.parse(source)
+    tree = parse(source)
     lines = tuple(source.splitlines(keepends=True))
     defs = {_first_line(node): node for node in ast.walk(tree) if isinstance(node, _DEFS)}
     assigned: dict[str, dict[int, None]] = {}
@@ -621,7 +634,7 @@ def _parsed_source(code: Any) -> _Located:
         if filename := inspect.getsourcefile(code):
             _as_running(filename)
         source = textwrap.dedent(inspect.getsource(code))
-        return ast.parse(source).body[0], source.splitlines(keepends=True)
+        return parse(source).body[0], source.splitlines(keepends=True)
     except (OSError, TypeError, SyntaxError) as err:
         raise FingerprintError(f"no source for {code!r}") from err
 
@@ -681,7 +694,7 @@ def _fresh(statement: ast.stmt, lines: Sequence[str]) -> ast.stmt:
     indent = len(text) - len(text.lstrip(" \t"))
     if indent != statement.col_offset:  # it shares its first line with an earlier statement
         return copy.deepcopy(statement)
-    return ast.parse("if 1:\n" + text).body[0].body[0] if indent else ast.parse(text).body[0]
+    return parse("if 1:\n" + text).body[0].body[0] if indent else parse(text).body[0]
 
 
 def _absolute(node: ast.ImportFrom, package: str) -> str:
