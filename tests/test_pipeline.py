@@ -444,6 +444,26 @@ def test_a_run_s_epoch_is_read_from_its_manifest_on_the_kind_it_trained_on(monke
     assert pipeline.epoch_times("cpu").empty  # an epoch of one kind is not an epoch of the other
 
 
+def test_a_run_resumed_on_another_cpu_kind_is_split_by_the_kind_each_epoch_recorded(monkeypatch):
+    """Epochs that record their kind are counted on it, and an epoch of a shared machine is left out."""
+    read, run = pipeline.artifacts.read_manifest, pipeline.load_artifact("cpu", "vgg16bn", "cifar100").manifest
+    history = [dict(h) for h in run["history"]]
+    for i, h in enumerate(history):
+        h["kind"] = "intel-xeon-amx-2core" if i < 3 else "amd-epyc-avx512bf16-2core"
+    history[-1]["others_share"] = pipeline.SHARED + 0.1
+
+    def with_kinds(directory):
+        manifest = read(directory)
+        return {**manifest, "history": history} if manifest["params"] == run["params"] else manifest
+
+    monkeypatch.setattr(pipeline.artifacts, "read_manifest", with_kinds)
+    times = pipeline.epoch_times("cpu").query("model == 'vgg16bn' and dataset == 'cifar100'").set_index("kind")
+    amd, intel = times.loc["amd-epyc-avx512bf16-2core"], times.loc["intel-xeon-amx-2core"]
+    assert (intel.epochs, amd.epochs) == (3, len(history) - 4)
+    assert intel.train_s == np.median([h["seconds"] for h in history[:3]])
+    assert amd.train_s == np.median([h["seconds"] for h in history[3:-1]])
+
+
 def test_ledger_applies_the_stopping_rule_to_a_training_run_against_its_tier_target(monkeypatch):
     read = pipeline.artifacts.read_manifest
 

@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from earlyexit.core import hardware
 from earlyexit.engine import budget, training
 from earlyexit.nets.models import build_model
 
@@ -101,6 +102,23 @@ def test_the_time_spent_observing_counts_against_the_budget(load_dataset, tmp_pa
     with training.observing(slow_observer), pytest.raises(budget.BudgetSpent, match="after epoch 1 of 2"):
         _run(ds, tmp_path / "c.pt")
     assert torch.load(tmp_path / "c.pt", weights_only=True)["history"][0]["observe_seconds"] >= 1.0
+
+
+def test_every_epoch_records_its_cpu_kind_and_from_the_second_the_share_other_processes_used(
+    load_dataset, tmp_path, monkeypatch
+):
+    """The share covers the epoch's training: from this process's previous checkpoint write to the epoch's end."""
+    ds = load_dataset("cifar10")
+    samples = [
+        hardware.CpuUse(wall=t, machine=m, own=o) for t, m, o in ((0, 0, 0), (10, 1, 1), (20, 12, 2), (30, 13, 3))
+    ]
+    taken = iter(samples)
+    monkeypatch.setattr(training.hardware, "cpu_use", lambda: next(taken))
+    _, history = _run(ds, tmp_path / "c.pt")
+    assert [h["kind"] for h in history] == [hardware.cpu_kind()] * 2
+    assert "others_share" not in history[0]  # this process wrote no epoch before it
+    assert history[1]["others_share"] == round(hardware.others_share(samples[1], samples[2]), 3) > 0
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["history"] == history
 
 
 def test_checkpoint_of_other_parameters_is_refused(load_dataset, tmp_path):

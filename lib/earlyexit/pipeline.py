@@ -719,7 +719,8 @@ def execute(job: Job, profile: str, env: dict[str, str] | None = None, alone: bo
 
 
 #: Share of the CPUs other processes may keep busy while a notebook runs before the pipeline warns that the
-#: times it measured are of a shared machine.
+#: times it measured are of a shared machine, and while a training epoch runs before :func:`epoch_times` leaves
+#: its time out.
 SHARED = 0.2
 
 
@@ -954,33 +955,59 @@ def _runs(profile: str, kinds: tuple[str, ...]) -> list[tuple[str, str, str, Pat
 
 
 def epoch_times(profile: str) -> pd.DataFrame:
-    """What an epoch of every finished training run of ``profile`` took, from its manifest: model, dataset, the
-    CPU kind it trained on (:func:`hardware.recorded_kind`; runs on a GPU, on two kinds or on a kind the record
-    cannot tell are left out), precision, epochs, and the median seconds of an epoch's training (``train_s``)
-    and of its learning curve's prediction of the test split (``curve_s``, NaN where none was recorded)."""
+    """What an epoch of every finished training run of ``profile`` took, from its manifest, one row per CPU kind
+    and precision it trained in: model, dataset, kind, precision, the epochs counted, and the median seconds of an
+    epoch's training (``train_s``) and of its learning curve's prediction of the test split (``curve_s``, NaN where
+    not recorded for all of them). Runs on a GPU are left out, and so are epochs whose kind cannot be told
+    (:func:`_epoch_kinds`) and epochs during which other processes kept more than :data:`SHARED` of the machine
+    busy (their ``others_share``), whose time is not the kind's."""
     rows = []
     for model, dataset, _, directory, _ in _runs(profile, ("train",)):
         try:
             m = artifacts.read_manifest(directory)
         except artifacts.ArtifactError:
             continue
-        history, precision = m.get("history", []), artifacts.trained_precision(m)
-        kind = hardware.recorded_kind(m.get("machine", {}), _asked_precision(m["params"]) == "auto")
-        if kind is None or precision not in ("bf16", "fp32") or not all("seconds" in h for h in history):
-            continue
-        curve = [h["observe_seconds"] for h in history if "observe_seconds" in h]
-        rows.append(
-            {
-                "model": model,
-                "dataset": dataset,
-                "kind": kind,
-                "precision": precision,
-                "epochs": len(history),
-                "train_s": float(np.median([h["seconds"] for h in history])),
-                "curve_s": float(np.median(curve)) if len(curve) == len(history) else float("nan"),
-            }
+        history = m.get("history", [])
+        kinds = _epoch_kinds(m)
+        measured = pd.DataFrame(
+            [
+                {
+                    "kind": kind,
+                    "precision": h.get("precision"),
+                    "train_s": h["seconds"],
+                    "curve_s": h.get("observe_seconds", float("nan")),
+                }
+                for h, kind in zip(history, kinds, strict=True)
+                if kind is not None and "seconds" in h and h.get("others_share", 0.0) <= SHARED
+            ],
+            columns=["kind", "precision", "train_s", "curve_s"],
         )
+        for (kind, precision), part in measured.groupby(["kind", "precision"], sort=True):
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "kind": kind,
+                    "precision": precision,
+                    "epochs": len(part),
+                    "train_s": float(part.train_s.median()),
+                    "curve_s": float(part.curve_s.median()) if part.curve_s.notna().all() else float("nan"),
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "dataset", "kind", "precision", "epochs", "train_s", "curve_s"])
+
+
+def _epoch_kinds(manifest: dict) -> list[str | None]:
+    """The CPU kind each epoch of a training run's ``history`` trained on: the kind the epoch recorded; for a run
+    whose epochs record none (made before they did), the kind of its machine record
+    (:func:`hardware.recorded_kind`) if it trained in one precision, as a run resumed on another kind does not;
+    else None, which cannot be told."""
+    history = manifest.get("history", [])
+    if any("kind" in h for h in history):
+        return [h.get("kind") for h in history]
+    one = artifacts.trained_precision(manifest) in ("bf16", "fp32")
+    kind = hardware.recorded_kind(manifest.get("machine", {}), _asked_precision(manifest["params"]) == "auto")
+    return [kind if one else None] * len(history)
 
 
 def _paper_accuracy(model: str, dataset: str) -> str:

@@ -396,9 +396,9 @@ def tier_markdown(tiers: list[dict], rates: dict[str, pd.DataFrame]) -> str:
 
 
 def epoch_check(times: pd.DataFrame, rates: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The benchmark's prediction of an epoch beside what shipped runs measured: ``times`` (one row per run:
-    model, dataset, kind, precision, epochs, train_s, curve_s, as :func:`.pipeline.epoch_times` reads them from
-    manifests) joined with the rates saved for its CPU kind (:func:`rates_by_kind`), in minutes per epoch of
+    """The benchmark's prediction of an epoch beside what shipped runs measured: ``times`` (one row per run and
+    CPU kind: model, dataset, kind, precision, epochs, train_s, curve_s, as :func:`.pipeline.epoch_times` reads
+    them from manifests) joined with the rates saved for its CPU kind (:func:`rates_by_kind`), in minutes per epoch of
     training (``train_min`` measured, ``predicted_min`` as :func:`job_plan` prices it) and of the learning curve
     (``curve_min``, ``curve_predicted_min``), with ``ratio`` = measured / predicted training. Runs on a kind,
     or of a model, the benchmark did not time are left out."""

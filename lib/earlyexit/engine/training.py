@@ -261,18 +261,38 @@ def test_accuracy_observer(model_name: str, ds: data.Dataset, cfg: TrainConfig) 
     return observe
 
 
+#: The CPU use sampled as this process last wrote each checkpoint (by path): where the next epoch's window starts.
+_WRITTEN: dict[Path, hardware.CpuUse | None] = {}
+
+
+@bookkeeping
+def _record_host(path: Path, epoch: dict) -> None:
+    """Add to an ``epoch``'s history entry the CPU kind it trained on (``kind``, :func:`hardware.cpu_kind`; on a
+    CPU only) and, when this process wrote the epoch before it to ``path``, the share of the machine that other
+    processes kept busy meanwhile (``others_share``, :func:`hardware.others_share`): what its ``seconds`` mean
+    beside the training benchmark (issue 35: every run records the CPU kind it trained in)."""
+    if hardware.device().type == "cpu":
+        epoch["kind"] = hardware.cpu_kind()
+    before, now = _WRITTEN.get(path), hardware.cpu_use()
+    if before is not None and now is not None:
+        epoch["others_share"] = round(hardware.others_share(before, now), 3)
+
+
 @bookkeeping
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write the checkpoint, after the observers of :func:`observing` have seen it; then stop with
-    :class:`.budget.BudgetSpent` if epochs remain that the time budget would not cover (a budget decides when a
-    run stops, never what it computes). The observers' time is recorded as the epoch's ``observe_seconds`` and
-    counted with its training time against the budget."""
-    last, start = state["history"][-1], time.perf_counter()
+    """Write the checkpoint, after :func:`_record_host` and the observers of :func:`observing` have seen it; then
+    stop with :class:`.budget.BudgetSpent` if epochs remain that the time budget would not cover (a budget decides
+    when a run stops, never what it computes). The observers' time is recorded as the epoch's ``observe_seconds``
+    and counted with its training time against the budget."""
+    last = state["history"][-1]
+    _record_host(path, last)
+    start = time.perf_counter()
     for observer in _OBSERVERS:
         observer(state)
     if _OBSERVERS:
         last["observe_seconds"] = time.perf_counter() - start
     files.atomic_write(path, lambda f: torch.save(state, f))
+    _WRITTEN[path] = hardware.cpu_use()
     done, epochs = len(state["history"]), state["config"]["epochs"]
     if done < epochs and budget.exhausted(last["seconds"] + last.get("observe_seconds", 0.0)):
         raise budget.stop(path, done, epochs)
@@ -331,7 +351,7 @@ def train(
     fingerprint of this loop, :func:`earlyexit.core.fingerprint.fingerprint` -- and the data checksum) is rewritten atomically after every epoch;
     re-running after an interruption continues from the last finished epoch, if parameters, code and
     data are the same (else :class:`StaleCheckpointError`). Returns the history: one ``{"epoch",
-    "loss", "seconds", "precision"}`` per epoch.
+    "loss", "seconds", "precision"}`` per epoch, with ``kind`` and ``others_share`` (:func:`_record_host`).
     """
     dev = hardware.device()
     precision = hardware.resolve_precision(cfg.precision, dev)
