@@ -428,7 +428,7 @@ def epoch_check_markdown(check: pd.DataFrame) -> str:
     if check.empty:
         return "No shipped run trained on a CPU kind the benchmark timed: nothing to compare."
     rows = [
-        "| model | dataset | CPU kind | precision | epochs | training min/epoch | predicted | measured / predicted "
+        "| model | dataset | CPU kind | precision | epochs timed | training min/epoch | predicted | measured / predicted "
         "| learning curve min/epoch | predicted |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
